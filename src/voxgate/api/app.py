@@ -1,0 +1,119 @@
+"""The FastAPI application: lifespan (model loading), error envelope, size limit, routers."""
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voxgate import __version__
+from voxgate.api.routers import chat, health, openai
+from voxgate.config import Settings
+from voxgate.errors import PayloadTooLarge, VoxgateError
+from voxgate.pipeline import Pipeline, load_engines
+
+log = logging.getLogger("voxgate")
+
+
+def _error_response(status: int, type_: str, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "code": code, "message": message}}, status, headers=headers)
+
+
+def _voxgate_error(_: Request, exc: VoxgateError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+    return _error_response(exc.status, exc.type, exc.code, exc.message, headers)
+
+
+def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'] if p != 'body') or 'body'}: {err['msg']}" for err in exc.errors()
+    )
+    return _error_response(422, "invalid_request_error", "invalid_schema", problems)
+
+
+def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    return _error_response(exc.status_code, "invalid_request_error", f"http_{exc.status_code}", str(exc.detail),
+                           exc.headers)
+
+
+def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return _error_response(500, "server_error", "internal_error", "internal error; the server log has the details")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` while they arrive, before they are buffered.
+
+    A declared Content-Length over the limit is refused without reading; a chunked body is
+    counted as it streams in, and the first byte over the limit aborts the request.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = PayloadTooLarge(f"the request body is larger than the {self.max_bytes} byte limit")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await _voxgate_error(None, too_large)(scope, receive, send)
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise too_large
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load in the background so /healthz answers at once and /readyz reports progress.
+        async def load() -> None:
+            try:
+                engines = await asyncio.to_thread(load_engines, settings)
+            except Exception as exc:  # reported by /readyz and every model endpoint
+                log.error("loading models failed: %s", exc)
+                app.state.load_error = exc
+                return
+            app.state.pipeline = Pipeline(engines, settings)
+            log.info("models ready")
+
+        loading = asyncio.create_task(load())
+        yield
+        await loading
+        if app.state.pipeline is not None:
+            app.state.pipeline.close()
+
+    app = FastAPI(
+        title="voxgate",
+        version=__version__,
+        description="Self-hosted voice chat: speech or text in, speech or text out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.pipeline = None
+    app.state.load_error = None
+    app.add_exception_handler(VoxgateError, _voxgate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    # Room for the multipart envelope and form fields around a maximal upload.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    for router in (health.router, chat.router, openai.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,112 @@
+"""Audio in and out: decode any accepted upload to 16 kHz mono float32, encode replies.
+
+Decoding uses FFmpeg through PyAV and detects the format from the bytes, never from a
+file name or content type. Only audio demuxers are allowed, so a crafted upload cannot
+make FFmpeg follow a playlist or open other files.
+"""
+
+import io
+import wave
+from dataclasses import dataclass
+from typing import Literal
+
+import av
+import numpy as np
+
+from voxgate.errors import EmptyAudio, PayloadTooLarge, UnsupportedAudio
+
+STT_SAMPLE_RATE = 16_000
+ACCEPTED_FORMATS = "WAV, MP3, OGG/Opus, WebM/Opus, FLAC, M4A/AAC"
+_DEMUXERS = "wav,w64,mp3,ogg,matroska,webm,flac,mov,mp4,m4a,3gp,3g2,mj2,aac,aiff,caf"
+
+VoiceFormat = Literal["wav", "mp3", "opus", "flac", "pcm"]
+VOICE_FORMATS: tuple[str, ...] = VoiceFormat.__args__
+MEDIA_TYPES: dict[str, str] = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg; codecs=opus",
+    "flac": "audio/flac",
+    "pcm": "audio/L16",
+}
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    samples: np.ndarray  # float32, mono, STT_SAMPLE_RATE
+    container: str
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / STT_SAMPLE_RATE
+
+
+def decode(data: bytes, *, max_seconds: float) -> DecodedAudio:
+    """Decode `data` (any accepted format) to 16 kHz mono float32.
+
+    Raises EmptyAudio for no bytes or no samples, UnsupportedAudio for bytes FFmpeg
+    cannot read as audio, PayloadTooLarge once more than `max_seconds` were decoded
+    (checked while decoding, so a long file is never fully expanded in memory).
+    """
+    if not data:
+        raise EmptyAudio("the audio file is empty (0 bytes)")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", options={"format_whitelist": _DEMUXERS})
+    except (av.FFmpegError, ValueError) as exc:
+        raise UnsupportedAudio(f"could not read the upload as audio; accepted formats: {ACCEPTED_FORMATS}") from exc
+    with container:
+        if not container.streams.audio:
+            raise UnsupportedAudio(f"the upload has no audio stream; accepted formats: {ACCEPTED_FORMATS}")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=STT_SAMPLE_RATE)
+        max_samples = int(max_seconds * STT_SAMPLE_RATE)
+        chunks: list[np.ndarray] = []
+        total = 0
+        try:
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    chunks.append(chunk)
+                    total += len(chunk)
+                if total > max_samples:
+                    raise PayloadTooLarge(f"audio is longer than the {max_seconds:g} s limit", code="audio_too_long")
+        except av.FFmpegError as exc:
+            # A truncated or partly corrupt file still yields the audio before the damage.
+            if not chunks:
+                raise UnsupportedAudio(f"the audio could not be decoded; accepted formats: {ACCEPTED_FORMATS}") from exc
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+        name = container.format.name
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    if len(samples) == 0:
+        raise EmptyAudio("the audio contains no samples")
+    return DecodedAudio(samples=samples.astype(np.float32, copy=False), container=name)
+
+
+def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+    """Encode mono int16 `pcm` as `fmt` (one of VOICE_FORMATS)."""
+    if fmt == "pcm":
+        return pcm.astype("<i2").tobytes()
+    if fmt == "wav":
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(sample_rate)
+            w.writeframes(pcm.astype("<i2").tobytes())
+        return buf.getvalue()
+    container_format, codec, rate = {
+        "mp3": ("mp3", "libmp3lame", sample_rate),
+        "opus": ("ogg", "libopus", 48_000),  # Opus only runs at 8/12/16/24/48 kHz
+        "flac": ("flac", "flac", sample_rate),
+    }[fmt]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout="mono", rate=rate)
+        for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

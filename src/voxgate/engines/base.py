@@ -1,0 +1,86 @@
+"""One typed interface per model role. Backends implement these; nothing else about them leaks.
+
+All methods are blocking and CPU-bound: callers run them through a `voxgate.lanes.Lane`
+so the event loop never waits on a model.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    language: str
+    duration: float
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[ChatMessage, ...]
+    max_tokens: int
+    temperature: float
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+# Receives each text delta as it is generated; returning True asks the model to stop.
+OnDelta = Callable[[str], bool | None]
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    pcm: np.ndarray  # int16 mono
+    sample_rate: int
+
+
+class SpeechToText(Protocol):
+    name: str
+
+    def transcribe(
+        self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None, temperature: float = 0.0
+    ) -> Transcription:
+        """Transcribe 16 kHz mono float32 samples; an empty text means no speech was found."""
+        ...
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        """Answer the conversation, calling `on_delta` with each piece of text as it is produced."""
+        ...
+
+
+class TextToSpeech(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
+        """Speak `text`, yielding audio sentence by sentence."""
+        ...

@@ -1,0 +1,75 @@
+"""Typed errors raised anywhere in voxgate; the API turns each into one JSON envelope.
+
+Engines and the pipeline raise these without knowing about HTTP; the status code is a
+class attribute so the single handler at the edge needs no mapping table.
+"""
+
+
+class VoxgateError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict:
+        return {"error": {"type": self.type, "code": self.code, "message": self.message}}
+
+
+class BadRequest(VoxgateError):
+    status = 400
+    type = "invalid_request_error"
+    code = "bad_request"
+
+
+class NoSpeech(BadRequest):
+    code = "no_speech"
+
+
+class EmptyAudio(BadRequest):
+    code = "empty_audio"
+
+
+class UnsupportedMediaType(VoxgateError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class UnsupportedAudio(UnsupportedMediaType):
+    code = "unsupported_audio"
+
+
+class PayloadTooLarge(VoxgateError):
+    status = 413
+    type = "invalid_request_error"
+    code = "too_large"
+
+
+class NotFound(VoxgateError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Unavailable(VoxgateError):
+    """The server cannot take the work now; clients should retry after `retry_after` s."""
+
+    status = 503
+    type = "server_error"
+    code = "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 2):
+        super().__init__(message, code=code, retry_after=retry_after)
+
+
+class ModelNotReady(VoxgateError):
+    """A configured model has not been prepared; `voxgate models prepare` fixes it."""
+
+    status = 503
+    code = "model_not_ready"

@@ -1,0 +1,50 @@
+"""Bounded lanes that run blocking model calls off the event loop.
+
+Each model role gets a lane: a small thread pool sized to what the model can do in
+parallel, plus a fixed number of waiting places. When every place is taken the lane
+refuses at once with 503 + Retry-After instead of letting latency grow without bound.
+"""
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from voxgate.errors import Unavailable
+
+T = TypeVar("T")
+
+
+class Lane:
+    def __init__(self, name: str, *, workers: int, queue_size: int):
+        self.name = name
+        self.capacity = workers + queue_size
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"voxgate-{name}")
+        self._in_flight = 0  # only touched on the event loop thread, so no lock
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[..., T], *args, **kwargs) -> "asyncio.Future[T]":
+        """Start `fn` on the lane, or raise Unavailable at once when the lane is full."""
+        if self._in_flight >= self.capacity:
+            raise Unavailable(f"{self.name} is busy ({self.capacity} requests in progress); retry shortly",
+                              code="busy")
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        work = self._pool.submit(functools.partial(fn, *args, **kwargs))
+        # Release the place when the thread finishes, not when the caller stops waiting:
+        # a cancelled request whose model call already started still occupies the model.
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        return asyncio.wrap_future(work, loop=loop)
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

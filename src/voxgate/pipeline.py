@@ -1,0 +1,230 @@
+"""Where a voice turn happens: the only module in which STT, LLM and TTS meet.
+
+`Pipeline.turn` takes text or audio bytes and returns the reply as text and, when asked,
+as encoded speech, with the time each stage took. Every model call goes through the
+role's bounded `Lane`, so the event loop never blocks and overload becomes a 503.
+"""
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from voxgate import audio
+from voxgate.audio import VoiceFormat
+from voxgate.catalog import Role
+from voxgate.config import Settings
+from voxgate.engines.base import (
+    ChatMessage,
+    ChatModel,
+    ChatRequest,
+    ChatResult,
+    SpeechToText,
+    TextToSpeech,
+    Transcription,
+)
+from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
+from voxgate.lanes import Lane
+from voxgate.models import resolve
+
+
+@dataclass(frozen=True)
+class Engines:
+    stt: SpeechToText
+    llm: ChatModel
+    tts: TextToSpeech
+
+
+def load_engines(settings: Settings) -> Engines:
+    """Load the three configured models (blocking, seconds) and warm each up once."""
+    from voxgate.engines.llamacpp import LlamaCppLLM
+    from voxgate.engines.piper import PiperTTS
+    from voxgate.engines.whisper import WhisperSTT
+
+    stt = WhisperSTT(*resolve(settings.stt_model, Role.STT, settings.models_dir), threads=settings.threads)
+    llm = LlamaCppLLM(
+        *resolve(settings.llm_model, Role.LLM, settings.models_dir),
+        threads=settings.threads,
+        context=settings.llm_context,
+        slots=settings.llm_slots,
+    )
+    tts = PiperTTS(*resolve(settings.tts_model, Role.TTS, settings.models_dir))
+    if settings.warmup:
+        for engine in (stt, llm, tts):
+            engine.warm_up()
+    return Engines(stt=stt, llm=llm, tts=tts)
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    text: str | None = None
+    audio: bytes | None = None
+    reply_as: Literal["text", "voice"] = "text"
+    voice_format: VoiceFormat = "wav"
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    language: str | None = None
+
+
+@dataclass
+class TurnResult:
+    transcript: str | None
+    reply: str
+    language: str | None
+    timings: dict[str, float | None] = field(default_factory=dict)
+    speech: bytes | None = None
+    sample_rate: int | None = None
+
+
+_MARKDOWN = re.compile(r"[*_`#>|]+")
+
+
+def speakable(text: str) -> str:
+    """Text as a voice should read it: markdown emphasis, code ticks and headings removed."""
+    return " ".join(_MARKDOWN.sub(" ", text).split())
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.ms: dict[str, float | None] = {"decode": None, "stt": None, "llm": None, "tts": None}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = round((time.perf_counter() - start) * 1000, 1)
+
+
+_END = object()
+
+
+class Pipeline:
+    def __init__(self, engines: Engines, settings: Settings):
+        self.engines = engines
+        self.settings = settings
+        queue = settings.queue_size
+        self.decode_lane = Lane("the audio decoder", workers=2, queue_size=queue)
+        self.stt_lane = Lane("the speech-to-text model", workers=1, queue_size=queue)
+        self.llm_lane = Lane("the language model", workers=settings.llm_slots, queue_size=queue)
+        self.tts_lane = Lane("the text-to-speech model", workers=1, queue_size=queue)
+
+    def close(self) -> None:
+        for lane in (self.decode_lane, self.stt_lane, self.llm_lane, self.tts_lane):
+            lane.close()
+
+    # Stages, each usable on its own (the OpenAI-compatible endpoints call them directly).
+
+    async def decode(self, data: bytes) -> audio.DecodedAudio:
+        return await self.decode_lane.run(audio.decode, data, max_seconds=self.settings.max_audio_seconds)
+
+    async def transcribe(
+        self, decoded: audio.DecodedAudio, *, language: str | None = None, prompt: str | None = None,
+        temperature: float = 0.0,
+    ) -> Transcription:
+        return await self.stt_lane.run(
+            self.engines.stt.transcribe, decoded.samples, language=language, prompt=prompt, temperature=temperature
+        )
+
+    def chat_request(
+        self, messages: list[ChatMessage], *, max_tokens: int | None = None, temperature: float | None = None,
+        top_p: float | None = None, stop: tuple[str, ...] = (),
+    ) -> ChatRequest:
+        return ChatRequest(
+            messages=tuple(messages),
+            max_tokens=max_tokens or self.settings.max_tokens,
+            temperature=self.settings.temperature if temperature is None else temperature,
+            top_p=top_p,
+            stop=stop,
+        )
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        return await self.llm_lane.run(self.engines.llm.generate, request)
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | ChatResult]:
+        """Start generating now (a full lane raises here, before any byte is sent) and
+        return an iterator of text deltas that ends with the ChatResult."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def on_delta(delta: str) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, delta)
+            return stop.is_set()
+
+        future = self.llm_lane.submit(self.engines.llm.generate, request, on_delta)
+        future.add_done_callback(lambda _: queue.put_nowait(_END))
+
+        async def deltas() -> AsyncIterator[str | ChatResult]:
+            try:
+                while (item := await queue.get()) is not _END:
+                    yield item
+                yield future.result()
+            finally:
+                stop.set()  # the consumer left early: llama.cpp stops at its next token
+
+        return deltas()
+
+    async def speak(self, text: str, *, speed: float = 1.0) -> tuple[np.ndarray, int]:
+        """Synthesize `text` completely; returns int16 mono samples and their rate."""
+        tts = self.engines.tts
+
+        def run() -> np.ndarray:
+            chunks = [chunk.pcm for chunk in tts.synthesize(speakable(text), speed=speed)]
+            return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+        return await self.tts_lane.run(run), tts.sample_rate
+
+    async def encode(self, pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
+        return await self.tts_lane.run(audio.encode, pcm, sample_rate, fmt)
+
+    # The whole turn.
+
+    async def turn(self, request: TurnInput) -> TurnResult:
+        if (request.text is None) == (request.audio is None):
+            raise BadRequest("send exactly one of `text` or `audio`", code="text_or_audio")
+        clock = _Stopwatch()
+        transcript = None
+        language = request.language
+        if request.audio is not None:
+            with clock.stage("decode"):
+                decoded = await self.decode(request.audio)
+            with clock.stage("stt"):
+                heard = await self.transcribe(decoded, language=request.language)
+            if not heard.text:
+                raise NoSpeech("no speech was detected in the audio")
+            transcript, language = heard.text, heard.language
+            question = transcript
+        else:
+            question = request.text.strip()
+            if not question:
+                raise BadRequest("`text` is empty", code="empty_text")
+            if len(question) > self.settings.max_text_chars:
+                raise PayloadTooLarge(
+                    f"`text` has {len(question)} characters; the limit is {self.settings.max_text_chars}",
+                    code="text_too_long",
+                )
+
+        messages = [
+            ChatMessage("system", request.system or self.settings.system_prompt),
+            ChatMessage("user", question),
+        ]
+        with clock.stage("llm"):
+            answer = await self.chat(
+                self.chat_request(messages, max_tokens=request.max_tokens, temperature=request.temperature)
+            )
+        result = TurnResult(transcript=transcript, reply=answer.text, language=language, timings=clock.ms)
+        if request.reply_as == "voice":
+            with clock.stage("tts"):
+                pcm, rate = await self.speak(answer.text)
+                result.speech = await self.encode(pcm, rate, request.voice_format)
+            result.sample_rate = rate
+        return result
