@@ -1,0 +1,78 @@
+"""The official `openai` client works against voxgate unmodified."""
+
+import pytest
+from conftest import words
+from openai import OpenAI
+
+
+@pytest.fixture(scope="module")
+def openai_client(server_url):
+    return OpenAI(base_url=f"{server_url}/v1", api_key="not-needed-yet", timeout=120)
+
+
+def test_chat_completion(openai_client):
+    completion = openai_client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=40
+    )
+    assert "paris" in completion.choices[0].message.content.lower()
+    assert completion.choices[0].finish_reason in ("stop", "length")
+    assert completion.usage.completion_tokens > 0
+
+
+def test_streamed_chat_completion(openai_client):
+    stream = openai_client.chat.completions.create(
+        model="default",
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": "What is the capital of France?"}],
+        stream=True,
+    )
+    deltas = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+    assert len([d for d in deltas if d]) > 2  # it really arrived in pieces
+    assert "paris" in "".join(deltas).lower()
+
+
+def test_transcription_formats(openai_client, france_wav):
+    text = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav))
+    assert "france" in text.text.lower()
+    verbose = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
+                                                        response_format="verbose_json")
+    assert verbose.language == "en" and verbose.duration > 1
+    srt = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
+                                                    response_format="srt")
+    assert srt.startswith("1\n00:00:0") and "-->" in srt
+    vtt = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
+                                                    response_format="vtt")
+    assert vtt.startswith("WEBVTT")
+
+
+@pytest.mark.parametrize(("fmt", "magic"), [("wav", b"RIFF"), ("mp3", b"ID3"), ("opus", b"OggS"), ("flac", b"fLaC")])
+def test_speech_round_trip(openai_client, fmt, magic):
+    sentence = "The quick brown fox jumps over the lazy dog."
+    audio = openai_client.audio.speech.create(model="tts-1", voice="alloy", input=sentence, response_format=fmt)
+    data = audio.read()
+    assert data.startswith(magic) or (fmt == "mp3" and data[:2] == b"\xff\xfb")
+    heard = openai_client.audio.transcriptions.create(model="whisper-1", file=(f"s.{fmt}", data)).text
+    assert {"quick", "brown", "fox", "lazy", "dog"} <= set(words(heard)), heard
+
+
+def test_speed_changes_duration(openai_client):
+    def seconds(speed: float) -> float:
+        pcm = openai_client.audio.speech.create(model="tts-1", voice="alloy", input="This is a test of speed.",
+                                                response_format="pcm", speed=speed).read()
+        return len(pcm) / 2 / 22050
+
+    assert seconds(2.0) < 0.75 * seconds(1.0)
+
+
+def test_models_list(openai_client):
+    models = {m.id: m for m in openai_client.models.list().data}
+    assert {"whisper-tiny.en", "qwen2.5-coder-0.5b-instruct", "piper-en_US-joe-medium"} <= models.keys()
+    assert models["qwen2.5-coder-0.5b-instruct"].model_extra["in_use"] is True
+
+
+def test_empty_speech_input_is_a_clear_error(openai_client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.audio.speech.create(model="tts-1", voice="alloy", input="   ")
+    assert "empty" in str(info.value)
