@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from voxgate import models
+from voxgate import accounts, models
 from voxgate.catalog import CATALOG
 from voxgate.config import Settings
 from voxgate.errors import VoxgateError
@@ -18,6 +18,8 @@ from voxgate.errors import VoxgateError
 app = typer.Typer(help="voxgate: a self-hosted voice chat API.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="List and prepare the models voxgate can run offline.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 console = Console(stderr=True)
 
 
@@ -33,7 +35,43 @@ def serve(
 
     settings = Settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if settings.auth == "on":
+        created = asyncio.run(_with_database(settings, accounts.first_admin))
+        if created:
+            _print_credentials("first admin account created", *created, url=f"http://{host or settings.host}:{port or settings.port}")
+    else:
+        console.print("[yellow]VOXGATE_AUTH=off: anyone who can reach this port acts as the admin[/]")
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+async def _with_database(settings: Settings, work, *args, **kwargs):
+    db = await accounts.open_database(settings)
+    try:
+        return await work(db, *args, **kwargs)
+    finally:
+        await db.close()
+
+
+def _print_credentials(title: str, user, password: str, key: str, url: str = "http://127.0.0.1:8000") -> None:
+    console.print(f"[bold green]{title}[/]: user [bold]{user.username}[/]\n"
+                  f"  password: {password}\n"
+                  f"  API key:  {key}\n"
+                  f"  use it:   curl -H 'Authorization: Bearer {key}' {url}/v1/models\n"
+                  "  (shown once; `voxgate users add NAME` creates more accounts)", soft_wrap=True)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Give the account admin rights")] = False,
+) -> None:
+    """Create a user; prints a generated password and an API key (shown once)."""
+    try:
+        created = asyncio.run(_with_database(Settings(), accounts.add_user, username, is_admin=admin))
+    except VoxgateError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+    _print_credentials("user created", *created)
 
 
 @models_app.callback()

@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -9,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "voxgate"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "voxgate"
 
 
@@ -24,6 +30,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Database file, secrets, stored audio.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql+asyncpg://user:pw@host/db; default: SQLite in data_dir."
+    )
+
+    auth: Literal["on", "off"] = Field(
+        "on", description="`off` serves everyone as one local admin: only for a single user on a trusted machine."
+    )
+    registration: Literal["admin", "open"] = Field("admin", description="Who may create accounts over HTTP.")
+    jwt_secret: str | None = Field(
+        None, description="HS256 key for access tokens; default: generated once in data_dir. Set it for replicas."
+    )
+    token_minutes: int = Field(default=60, ge=1)
+    store_audio: bool = Field(False, description="Keep users' recordings and voice replies as files in data_dir.")
 
     stt_model: str = "whisper-tiny.en"
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
@@ -49,3 +69,7 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'voxgate.db'}"

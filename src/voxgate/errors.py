@@ -17,8 +17,8 @@ class VoxgateError(Exception):
             self.code = code
         self.retry_after = retry_after
 
-    def to_dict(self) -> dict:
-        return {"error": {"type": self.type, "code": self.code, "message": self.message}}
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
 
 
 class BadRequest(VoxgateError):
@@ -49,6 +49,27 @@ class PayloadTooLarge(VoxgateError):
     status = 413
     type = "invalid_request_error"
     code = "too_large"
+
+
+class Unauthorized(VoxgateError):
+    status = 401
+    type = "authentication_error"
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(VoxgateError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
+class Conflict(VoxgateError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class NotFound(VoxgateError):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -71,6 +71,7 @@ class TurnInput:
     max_tokens: int | None = None
     temperature: float | None = None
     language: str | None = None
+    history: tuple[ChatMessage, ...] = ()  # earlier turns of the conversation, oldest first
 
 
 @dataclass
@@ -79,8 +80,33 @@ class TurnResult:
     reply: str
     language: str | None
     timings: dict[str, float | None] = field(default_factory=dict)
+    input_container: str | None = None  # the demuxer that read the user's audio
     speech: bytes | None = None
     sample_rate: int | None = None
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high estimate (English BPE averages ~4 characters a token), so the
+    trimmed prompt fits the context even for text that tokenizes badly."""
+    return len(text) // 3 + 4
+
+
+def fit_history(system: str, history: tuple[ChatMessage, ...], question: str, budget: int) -> list[ChatMessage]:
+    """System prompt + as many of the newest earlier messages as fit `budget` tokens + the question.
+
+    The oldest messages are dropped first, a user/assistant pair at a time; the system
+    prompt and the new question are always kept.
+    """
+    remaining = budget - estimate_tokens(system) - estimate_tokens(question)
+    kept: list[ChatMessage] = []
+    for message in reversed(history):
+        remaining -= estimate_tokens(message.content)
+        if remaining < 0:
+            break
+        kept.append(message)
+    if kept and kept[-1].role == "assistant":
+        kept.pop()  # never start the visible history with an answer to a dropped question
+    return [ChatMessage("system", system), *reversed(kept), ChatMessage("user", question)]
 
 
 _MARKDOWN = re.compile(r"[*_`#>|]+")
@@ -192,7 +218,7 @@ class Pipeline:
         if (request.text is None) == (request.audio is None):
             raise BadRequest("send exactly one of `text` or `audio`", code="text_or_audio")
         clock = _Stopwatch()
-        transcript = None
+        transcript = input_container = None
         language = request.language
         if request.audio is not None:
             with clock.stage("decode"):
@@ -203,6 +229,7 @@ class Pipeline:
                 raise NoSpeech("no speech was detected in the audio")
             transcript, language = heard.text, heard.language
             question = transcript
+            input_container = decoded.container
         else:
             question = request.text.strip()
             if not question:
@@ -213,15 +240,13 @@ class Pipeline:
                     code="text_too_long",
                 )
 
-        messages = [
-            ChatMessage("system", request.system or self.settings.system_prompt),
-            ChatMessage("user", question),
-        ]
+        chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
+        messages = fit_history(request.system or self.settings.system_prompt, request.history, question,
+                               budget=self.settings.llm_context - chat.max_tokens)
         with clock.stage("llm"):
-            answer = await self.chat(
-                self.chat_request(messages, max_tokens=request.max_tokens, temperature=request.temperature)
-            )
-        result = TurnResult(transcript=transcript, reply=answer.text, language=language, timings=clock.ms)
+            answer = await self.chat(replace(chat, messages=tuple(messages)))
+        result = TurnResult(transcript=transcript, reply=answer.text, language=language, timings=clock.ms,
+                            input_container=input_container)
         if request.reply_as == "voice":
             with clock.stage("tts"):
                 pcm, rate = await self.speak(answer.text)

@@ -4,14 +4,16 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voxgate import __version__
-from voxgate.api.routers import chat, health, openai
+from voxgate import __version__, accounts
+from voxgate.api.deps import current_user
+from voxgate.api.routers import accounts as accounts_routes
+from voxgate.api.routers import chat, conversations, health, openai, personas
 from voxgate.config import Settings
 from voxgate.errors import PayloadTooLarge, VoxgateError
 from voxgate.pipeline import Pipeline, load_engines
@@ -24,8 +26,7 @@ def _error_response(status: int, type_: str, code: str, message: str, headers: d
 
 
 def _voxgate_error(_: Request, exc: VoxgateError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return _error_response(exc.status, exc.type, exc.code, exc.message, headers)
+    return _error_response(exc.status, exc.type, exc.code, exc.message, exc.headers())
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,6 +83,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        app.state.db = await accounts.open_database(settings)
+        app.state.jwt_secret = accounts.token_secret(settings)
+        if settings.auth == "off":
+            app.state.local_user = await accounts.local_user(app.state.db)
+
         # Load in the background so /healthz answers at once and /readyz reports progress.
         async def load() -> None:
             try:
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await loading
         if app.state.pipeline is not None:
             app.state.pipeline.close()
+        await app.state.db.close()
 
     app = FastAPI(
         title="voxgate",
@@ -114,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected_error)
     # Room for the multipart envelope and form fields around a maximal upload.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
-    for router in (health.router, chat.router, openai.router):
-        app.include_router(router)
+    app.include_router(health.router)
+    app.include_router(accounts_routes.router)  # each route says who may call it
+    for router in (chat.router, conversations.router, personas.router, openai.router):
+        app.include_router(router, dependencies=[Depends(current_user)])
     return app

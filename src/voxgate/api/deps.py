@@ -1,6 +1,7 @@
 """FastAPI dependencies: the app's settings and pipeline, uploads, and the chat request."""
 
 import json
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -8,10 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from voxgate import auth
 from voxgate.api.schemas import ChatBody
 from voxgate.config import Settings
-from voxgate.errors import BadRequest, PayloadTooLarge, Unavailable, UnsupportedMediaType
-from voxgate.pipeline import Pipeline, TurnInput
+from voxgate.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType
+from voxgate.pipeline import Pipeline
+from voxgate.store import repo
+from voxgate.store.db import Database
+from voxgate.store.tables import User
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,8 +33,49 @@ def get_pipeline(request: Request) -> Pipeline:
     return pipeline
 
 
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+DatabaseDep = Annotated[Database, Depends(get_db)]
+
+
+async def current_user(request: Request, db: DatabaseDep, settings: SettingsDep) -> User:
+    """The user behind `Authorization: Bearer <JWT or API key>` (the local admin when auth is off)."""
+    if settings.auth == "off":
+        return request.app.state.local_user
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("missing `Authorization: Bearer <access token or API key>`", code="missing_token")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the Authorization header must be `Bearer <access token or API key>`",
+                           code="malformed_token")
+    async with db.session() as session, session.begin():
+        if token.startswith(auth.API_KEY_PREFIX):
+            user = await repo.user_by_api_key(session, token)
+            if user is None:
+                raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+            return user
+        user = await session.get(User, auth.user_id_from_token(token, request.app.state.jwt_secret))
+    if user is None:
+        raise Unauthorized("the token's user no longer exists", code="invalid_token")
+    return user
+
+
+UserDep = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: UserDep) -> User:
+    if not user.is_admin:
+        raise Forbidden("this needs an admin account")
+    return user
+
+
+AdminDep = Annotated[User, Depends(admin_user)]
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
@@ -48,7 +94,13 @@ def _validate(model: type[ChatBody], data: dict) -> ChatBody:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
 
 
-async def chat_input(request: Request, settings: SettingsDep) -> TurnInput:
+@dataclass(frozen=True)
+class ChatInput:
+    body: ChatBody
+    audio: bytes | None
+
+
+async def chat_input(request: Request, settings: SettingsDep) -> ChatInput:
     """Parse `POST /v1/chat` from JSON, or from a multipart form with an `audio` file."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     audio = None
@@ -76,7 +128,7 @@ async def chat_input(request: Request, settings: SettingsDep) -> TurnInput:
             f"unsupported content type {content_type!r}: send application/json, or multipart/form-data with an "
             "`audio` file"
         )
-    return TurnInput(audio=audio, **body.model_dump())
+    return ChatInput(body=body, audio=audio)
 
 
-ChatInputDep = Annotated[TurnInput, Depends(chat_input)]
+ChatInputDep = Annotated[ChatInput, Depends(chat_input)]

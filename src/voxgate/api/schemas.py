@@ -1,5 +1,6 @@
 """Request and response bodies of the HTTP API."""
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,6 +23,8 @@ class ChatBody(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="Spoken language, if known (ISO 639-1).")
+    conversation_id: str | None = Field(None, max_length=64, description="Continue this conversation; omit to start one.")
+    persona: str | None = Field(None, max_length=64, description="Persona for this turn (default: the conversation's).")
 
     # A wrong choice here is a user mistake worth a plain 400 naming the choices, rather
     # than a 422 schema dump; BadRequest is not a ValueError, so pydantic lets it through.
@@ -56,6 +59,132 @@ class ChatReply(BaseModel):
     reply: str
     language: str | None
     timings: Timings
+    conversation_id: str
+    persona: str
+    message_id: str = Field(description="Id of the stored reply message.")
+
+
+# Accounts
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=256)
+
+
+class Registration(Credentials):
+    is_admin: bool = False
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    username: str
+    is_admin: bool
+    default_persona: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+
+
+class NewApiKey(BaseModel):
+    name: str = Field("default", min_length=1, max_length=100)
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class CreatedApiKey(ApiKeyOut):
+    key: str = Field(description="The key itself. Shown only now: store it safely.")
+
+
+class UserSettings(BaseModel):
+    default_persona: str = Field(min_length=1, max_length=64)
+
+
+# Personas and conversations
+
+
+class PersonaFields(BaseModel):
+    system_prompt: str = Field(min_length=1, max_length=8000)
+    voice: str | None = Field(None, max_length=100)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+class PersonaIn(PersonaFields):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class PersonaPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system_prompt: str | None = Field(None, min_length=1, max_length=8000)
+    voice: str | None = Field(None, max_length=100)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+class PersonaOut(PersonaIn):
+    model_config = ConfigDict(from_attributes=True)
+
+    system_prompt: str
+    builtin: bool
+
+
+class ConversationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, max_length=200)
+    persona: str | None = Field(None, max_length=64)
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    role: str
+    text: str
+    transcript: str | None
+    language: str | None
+    persona: str | None
+    models: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    has_audio: bool
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str | None
+    persona: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[MessageOut]
+
+
+class ConversationPage(BaseModel):
+    data: list[ConversationOut]
+    limit: int
+    offset: int
 
 
 class SpeechBody(BaseModel):

@@ -4,9 +4,11 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Response
 
-from voxgate.api.deps import ChatInputDep, PipelineDep
+from voxgate.api.deps import ChatInputDep, DatabaseDep, PipelineDep, SettingsDep, UserDep
 from voxgate.api.schemas import ChatBody, ChatReply, Timings
 from voxgate.audio import MEDIA_TYPES
+from voxgate.pipeline import TurnInput
+from voxgate.turns import run_turn
 
 router = APIRouter(tags=["chat"])
 
@@ -37,13 +39,24 @@ _BODY_DOC = {
     responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
                      "description": "JSON for reply_as=text; the audio itself for reply_as=voice."}},
 )
-async def chat(turn_input: ChatInputDep, pipeline: PipelineDep) -> ChatReply | Response:
-    """One turn: transcribe the audio (if any), answer with the LLM, speak the answer if asked."""
-    result = await pipeline.turn(turn_input)
+async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, db: DatabaseDep,
+               settings: SettingsDep) -> ChatReply | Response:
+    """One turn: transcribe the audio (if any), answer with the LLM in the context of the
+    conversation, speak the answer if asked, and remember the turn."""
+    body = chat_input.body
+    turn_input = TurnInput(audio=chat_input.audio,
+                           **body.model_dump(exclude={"conversation_id", "persona"}))
+    stored = await run_turn(db, pipeline, settings, user, turn_input,
+                            conversation_id=body.conversation_id, persona_name=body.persona)
+    result = stored.result
     if result.speech is None:
         return ChatReply(transcript=result.transcript, reply=result.reply, language=result.language,
-                         timings=Timings(**result.timings))
+                         timings=Timings(**result.timings), conversation_id=stored.conversation_id,
+                         persona=stored.persona, message_id=stored.reply_message_id)
     headers = {
+        "X-Voxgate-Conversation": stored.conversation_id,
+        "X-Voxgate-Persona": stored.persona,
+        "X-Voxgate-Message": stored.reply_message_id,
         "X-Voxgate-Reply": quote(result.reply),
         "X-Voxgate-Language": result.language or "",
         "X-Voxgate-Sample-Rate": str(result.sample_rate),
@@ -51,4 +64,4 @@ async def chat(turn_input: ChatInputDep, pipeline: PipelineDep) -> ChatReply | R
     }
     if result.transcript is not None:
         headers["X-Voxgate-Transcript"] = quote(result.transcript)
-    return Response(content=result.speech, media_type=MEDIA_TYPES[turn_input.voice_format], headers=headers)
+    return Response(content=result.speech, media_type=MEDIA_TYPES[body.voice_format], headers=headers)

@@ -1,0 +1,1 @@
+"""Where state lives: users, API keys, personas, conversations and their turns (SQLAlchemy 2)."""
