@@ -21,10 +21,16 @@ models: $(VENV)/.installed
 run: models
 	$(BIN)/voxgate serve
 
-# espeak-ng speaks the test questions; Debian's package is installed only when missing.
+# Debian packages the tests need, installed only when missing: espeak-ng speaks the test
+# questions; postgresql's server binaries run a throwaway database (the client alone is not enough).
 system-deps:
-	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng >/dev/null; }
+	@missing=""; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test: models system-deps
 	$(BIN)/pytest

@@ -31,7 +31,7 @@ def _server_bin_dir() -> Path:
     return max(found, key=lambda d: tuple(int(x) for x in d.parent.name.split(".")))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -58,7 +58,7 @@ def throwaway_postgres(base_dir: Path) -> Iterator[str]:
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     cluster = Path(tempfile.mkdtemp(prefix="voxgate-pg-"))
     data, log, pwfile = cluster / "data", cluster / "server.log", cluster / "pwfile"
-    password, port = secrets.token_hex(16), _free_port()  # hex: safe in a URL unquoted
+    password, port = secrets.token_hex(16), free_port()  # hex: safe in a URL unquoted
     pwfile.write_text(password + "\n")
     if as_pg:
         for path in (cluster, pwfile):

@@ -50,12 +50,13 @@ def test_truncated_wav_still_answers_from_what_arrived(client, france_wav):
 
 
 def test_audio_over_the_duration_limit(tmp_path_factory):
-    proc, url = start_server(tmp_path_factory.mktemp("short"), VOXGATE_MAX_AUDIO_SECONDS="1")
+    # Also runs the single-user mode: with auth off no token is needed.
+    server = start_server(tmp_path_factory.mktemp("short"), VOXGATE_MAX_AUDIO_SECONDS="1", VOXGATE_AUTH="off")
     try:
-        r = httpx.post(f"{url}/v1/chat", files={"audio": ("long.wav", silence_wav(3.0))}, timeout=60)
+        r = httpx.post(f"{server.url}/v1/chat", files={"audio": ("long.wav", silence_wav(3.0))}, timeout=60)
         assert_error(r, 413, "audio_too_long")
     finally:
-        stop_server(proc)
+        stop_server(server)
 
 
 def test_upload_over_the_size_limit_is_refused(client):
@@ -118,10 +119,11 @@ def test_server_survives_the_corpus_and_leaks_no_temp_files(client, server_tmpdi
 
 
 def test_full_queue_answers_503_with_retry_after(tmp_path_factory):
-    proc, url = start_server(tmp_path_factory.mktemp("busy"), VOXGATE_LLM_SLOTS="1", VOXGATE_QUEUE_SIZE="0")
+    server = start_server(tmp_path_factory.mktemp("busy"), VOXGATE_LLM_SLOTS="1", VOXGATE_QUEUE_SIZE="0",
+                          VOXGATE_AUTH="off")
     try:
         def ask(_):
-            return httpx.post(f"{url}/v1/chat", json={"text": "Count from one to forty in words.", "max_tokens": 120},
+            return httpx.post(f"{server.url}/v1/chat", json={"text": "Count from one to forty in words.", "max_tokens": 120},
                               timeout=120)
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -132,4 +134,4 @@ def test_full_queue_answers_503_with_retry_after(tmp_path_factory):
         assert int(busy.headers["retry-after"]) > 0
         assert_error(busy, 503, "busy")
     finally:
-        stop_server(proc)
+        stop_server(server)

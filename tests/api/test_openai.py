@@ -6,8 +6,9 @@ from openai import OpenAI
 
 
 @pytest.fixture(scope="module")
-def openai_client(server_url):
-    return OpenAI(base_url=f"{server_url}/v1", api_key="not-needed-yet", timeout=120)
+def openai_client(server):
+    # A voxgate API key is what the client sends as its OpenAI API key.
+    return OpenAI(base_url=f"{server.url}/v1", api_key=server.key, timeout=120)
 
 
 def test_chat_completion(openai_client):
@@ -68,6 +69,13 @@ def test_models_list(openai_client):
     models = {m.id: m for m in openai_client.models.list().data}
     assert {"whisper-tiny.en", "qwen2.5-coder-0.5b-instruct", "piper-en_US-joe-medium"} <= models.keys()
     assert models["qwen2.5-coder-0.5b-instruct"].model_extra["in_use"] is True
+
+
+def test_wrong_api_key_is_refused(server):
+    import openai
+
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=f"{server.url}/v1", api_key="vg_not-a-real-key").models.list()
 
 
 def test_empty_speech_input_is_a_clear_error(openai_client):
