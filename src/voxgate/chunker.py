@@ -1,0 +1,69 @@
+"""Cut a stream of LLM text into pieces a voice can start speaking before the reply ends.
+
+A piece ends at a sentence end (. ! ? followed by a space), at a line break, at a clause
+mark (, ; :) once the piece is long enough to sound natural, or, for text without
+punctuation, at the last space before a length bound. It never cuts inside a word, after
+an abbreviation ("Dr.", "e.g."), inside a number ("3.5") or after a list marker ("1.").
+"""
+
+import re
+
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e approx no fig inc ltd co mt jan feb mar apr jun jul aug sep sept "
+    "oct nov dec".split()
+)
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+
+
+def _ends_with_abbreviation(text: str) -> bool:
+    """True when the final '.' of `text` belongs to an abbreviation, an initial or a list number."""
+    word = text.rsplit(None, 1)[-1].rstrip(".").lower() if text.strip() else ""
+    if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+        return True
+    # "1." at the start of a line is a list marker, not the end of a sentence.
+    line = text.rsplit("\n", 1)[-1].strip()
+    return line.rstrip(".").isdigit()
+
+
+class SentenceChunker:
+    def __init__(self, *, clause_chars: int = 30, max_chars: int = 160):
+        self.clause_chars = clause_chars
+        self.max_chars = max_chars
+        self._buffer = ""
+
+    def push(self, delta: str) -> list[str]:
+        """Add generated text; return the pieces that are now complete."""
+        self._buffer += delta
+        pieces = []
+        while (piece := self._next_piece()) is not None:
+            pieces.append(piece)
+        return pieces
+
+    def flush(self) -> list[str]:
+        """The rest, at the end of the reply."""
+        rest, self._buffer = self._buffer.strip(), ""
+        return [rest] if rest else []
+
+    def _next_piece(self) -> str | None:
+        buffer = self._buffer
+        cut = None
+        for match in _SENTENCE_END.finditer(buffer):
+            if not (match.group().startswith(".") and _ends_with_abbreviation(buffer[: match.start() + 1])):
+                cut = match.end()
+                break
+        newline = buffer.find("\n")
+        if newline > 0 and buffer[:newline].strip() and (cut is None or newline < cut):
+            cut = newline
+        if cut is None:
+            for match in _CLAUSE_END.finditer(buffer):
+                if match.end() >= self.clause_chars:
+                    cut = match.end()
+                    break
+        if cut is None and len(buffer) > self.max_chars:
+            space = buffer.rfind(" ", 0, self.max_chars)
+            cut = space if space > 0 else None  # one endless word: wait for its end
+        if cut is None:
+            return None
+        piece, self._buffer = buffer[:cut].strip(), buffer[cut:].lstrip()
+        return piece or self._next_piece()

@@ -1,0 +1,49 @@
+"""The sentence chunker between LLM and TTS: early pieces, never a broken word or number."""
+
+import pytest
+
+from voxgate.chunker import SentenceChunker
+
+
+def chunk(text: str, step: int = 3, **options) -> list[str]:
+    """Feed `text` in small deltas, as an LLM streams it."""
+    chunker = SentenceChunker(**options)
+    pieces = [p for i in range(0, len(text), step) for p in chunker.push(text[i:i + step])]
+    return pieces + chunker.flush()
+
+
+def test_sentences_are_cut_as_soon_as_they_end():
+    chunker = SentenceChunker()
+    assert chunker.push("Paris is the capital of France.") == []  # the next character decides
+    assert chunker.push(" It is") == ["Paris is the capital of France."]
+    assert chunker.flush() == ["It is"]
+
+
+@pytest.mark.parametrize("text", [
+    "Pi is about 3.14 and e is about 2.72 today.",
+    "Dr. Smith met Mr. Jones, e.g. at St. Paul's on Sunday.",
+    "It was written by J. R. R. Tolkien in England.",
+])
+def test_numbers_abbreviations_and_initials_do_not_end_sentences(text):
+    assert chunk(text) == [text]
+
+
+def test_list_items_are_cut_per_line_not_after_the_marker():
+    assert chunk("Steps:\n1. Boil water.\n2. Add pasta.\n3. Wait") == [
+        "Steps:", "1. Boil water.", "2. Add pasta.", "3. Wait"]
+
+
+def test_long_clauses_are_cut_at_commas_short_ones_are_not():
+    text = "If you travel to France in the spring, you will find mild weather, and few crowds."
+    assert chunk(text) == ["If you travel to France in the spring,", "you will find mild weather, and few crowds."]
+
+
+def test_text_without_punctuation_is_flushed_on_a_length_bound_between_words():
+    text = " ".join(f"word{i}" for i in range(60))
+    pieces = chunk(text, max_chars=50)
+    assert all(len(p) <= 50 for p in pieces[:-1])
+    assert " ".join(pieces) == text  # nothing lost, no word cut
+
+
+def test_question_and_exclamation_marks_and_quotes():
+    assert chunk('Really? Yes! He said "stop." Then left.') == ["Really?", "Yes!", 'He said "stop."', "Then left."]
