@@ -6,8 +6,8 @@ from voxgate.chunker import SentenceChunker
 
 
 def chunk(text: str, step: int = 3, **options) -> list[str]:
-    """Feed `text` in small deltas, as an LLM streams it."""
-    chunker = SentenceChunker(**options)
+    """Feed `text` in small deltas, as an LLM streams it (the first-piece rule tested apart)."""
+    chunker = SentenceChunker(**{"first_chars": None, **options})
     pieces = [p for i in range(0, len(text), step) for p in chunker.push(text[i:i + step])]
     return pieces + chunker.flush()
 
@@ -47,3 +47,11 @@ def test_text_without_punctuation_is_flushed_on_a_length_bound_between_words():
 
 def test_question_and_exclamation_marks_and_quotes():
     assert chunk('Really? Yes! He said "stop." Then left.') == ["Really?", "Yes!", 'He said "stop."', "Then left."]
+
+
+def test_first_piece_is_cut_early_to_start_speaking_sooner():
+    text = "Paris is a beautiful city with a rich history and cultural heritage. It has museums."
+    pieces = chunk(text, first_chars=48)
+    assert pieces[0] == "Paris is a beautiful city with a rich history"
+    assert pieces[1:] == ["and cultural heritage.", "It has museums."]
+    assert chunk("Well, Paris is lovely.", first_chars=48)[0] == "Well,"

@@ -27,10 +27,16 @@ def _ends_with_abbreviation(text: str) -> bool:
 
 
 class SentenceChunker:
-    def __init__(self, *, clause_chars: int = 30, max_chars: int = 160):
+    """`first_chars` bounds only the first piece: the listener waits for it, so it is cut
+    sooner (at any clause mark, or between words) to start the voice early. None: no
+    special first piece."""
+
+    def __init__(self, *, clause_chars: int = 30, max_chars: int = 160, first_chars: int | None = 48):
         self.clause_chars = clause_chars
         self.max_chars = max_chars
+        self.first_chars = first_chars
         self._buffer = ""
+        self._started = False
 
     def push(self, delta: str) -> list[str]:
         """Add generated text; return the pieces that are now complete."""
@@ -55,15 +61,20 @@ class SentenceChunker:
         newline = buffer.find("\n")
         if newline > 0 and buffer[:newline].strip() and (cut is None or newline < cut):
             cut = newline
+        first = not self._started and self.first_chars is not None
+        clause_chars, max_chars = (1, self.first_chars) if first else (self.clause_chars, self.max_chars)
         if cut is None:
             for match in _CLAUSE_END.finditer(buffer):
-                if match.end() >= self.clause_chars:
+                if match.end() >= clause_chars:
                     cut = match.end()
                     break
-        if cut is None and len(buffer) > self.max_chars:
-            space = buffer.rfind(" ", 0, self.max_chars)
+        if cut is None and len(buffer) > max_chars:
+            space = buffer.rfind(" ", 0, max_chars)
             cut = space if space > 0 else None  # one endless word: wait for its end
         if cut is None:
             return None
         piece, self._buffer = buffer[:cut].strip(), buffer[cut:].lstrip()
-        return piece or self._next_piece()
+        if not piece:
+            return self._next_piece()
+        self._started = True
+        return piece

@@ -20,6 +20,10 @@ class VoxgateError(Exception):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
 
+    def envelope(self) -> dict:
+        """The JSON body every error has: {"error": {"type", "code", "message"}}."""
+        return {"error": {"type": self.type, "code": self.code, "message": self.message}}
+
 
 class BadRequest(VoxgateError):
     status = 400

@@ -7,13 +7,16 @@ refuses at once with 503 + Retry-After instead of letting latency grow without b
 
 import asyncio
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from voxgate.errors import Unavailable
 
 T = TypeVar("T")
+Emit = Callable[[object], bool]
+_END = object()
 
 
 class Lane:
@@ -42,6 +45,33 @@ class Lane:
         # a cancelled request whose model call already started still occupies the model.
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
         return asyncio.wrap_future(work, loop=loop)
+
+    def stream(self, fn: Callable[[Emit], object]) -> AsyncIterator:
+        """Run `fn(emit)` on the lane and iterate, as they come, the items it passes to `emit`.
+
+        The lane's place is taken now (a full lane raises here, before anything is sent);
+        `emit` returns True once the consumer has stopped iterating, so `fn` can stop early.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(item) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+            return stop.is_set()
+
+        future = self.submit(fn, emit)
+        future.add_done_callback(lambda _: queue.put_nowait(_END))
+
+        async def items() -> AsyncIterator:
+            try:
+                while (item := await queue.get()) is not _END:
+                    yield item
+                future.result()  # re-raise what went wrong in the thread
+            finally:
+                stop.set()
+
+        return items()
 
     def _release(self) -> None:
         self._in_flight -= 1

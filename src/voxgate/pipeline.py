@@ -7,7 +7,6 @@ role's bounded `Lane`, so the event loop never blocks and overload becomes a 503
 
 import asyncio
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import contextmanager
@@ -20,11 +19,13 @@ from voxgate import audio
 from voxgate.audio import VoiceFormat
 from voxgate.catalog import Role
 from voxgate.config import Settings
+from voxgate.chunker import SentenceChunker
 from voxgate.engines.base import (
     ChatMessage,
     ChatModel,
     ChatRequest,
     ChatResult,
+    SpeechChunk,
     SpeechToText,
     TextToSpeech,
     Transcription,
@@ -82,7 +83,39 @@ class TurnResult:
     timings: dict[str, float | None] = field(default_factory=dict)
     input_container: str | None = None  # the demuxer that read the user's audio
     speech: bytes | None = None
+    speech_format: str | None = None
     sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the user said."""
+
+    text: str
+    language: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class SpokenChunk:
+    """One clause of the reply, encoded in the requested voice format."""
+
+    audio: bytes
+    sample_rate: int
+    text: str
+    index: int
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    result: TurnResult
+
+
+TurnEvent = Heard | TextDelta | SpokenChunk | TurnDone
 
 
 def estimate_tokens(text: str) -> int:
@@ -176,28 +209,14 @@ class Pipeline:
         return await self.llm_lane.run(self.engines.llm.generate, request)
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | ChatResult]:
-        """Start generating now (a full lane raises here, before any byte is sent) and
-        return an iterator of text deltas that ends with the ChatResult."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        stop = threading.Event()
+        """Text deltas as they are generated, then the ChatResult. Starts now, so a full
+        lane raises here, before any byte is sent; leaving early stops llama.cpp."""
+        return self.llm_lane.stream(lambda emit: emit(self.engines.llm.generate(request, on_delta=emit)))
 
-        def on_delta(delta: str) -> bool:
-            loop.call_soon_threadsafe(queue.put_nowait, delta)
-            return stop.is_set()
-
-        future = self.llm_lane.submit(self.engines.llm.generate, request, on_delta)
-        future.add_done_callback(lambda _: queue.put_nowait(_END))
-
-        async def deltas() -> AsyncIterator[str | ChatResult]:
-            try:
-                while (item := await queue.get()) is not _END:
-                    yield item
-                yield future.result()
-            finally:
-                stop.set()  # the consumer left early: llama.cpp stops at its next token
-
-        return deltas()
+    def stream_speech(self, text: str, *, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+        """Audio sentence by sentence as it is synthesized."""
+        tts = self.engines.tts
+        return self.tts_lane.stream(lambda emit: any(emit(c) for c in tts.synthesize(speakable(text), speed=speed)))
 
     async def speak(self, text: str, *, speed: float = 1.0) -> tuple[np.ndarray, int]:
         """Synthesize `text` completely; returns int16 mono samples and their rate."""
@@ -214,23 +233,11 @@ class Pipeline:
 
     # The whole turn.
 
-    async def turn(self, request: TurnInput) -> TurnResult:
+    async def _hear(self, request: TurnInput, clock: "_Stopwatch") -> tuple[str, Transcription | None, str | None]:
+        """The question as text: checked text input, or the transcript of the audio."""
         if (request.text is None) == (request.audio is None):
             raise BadRequest("send exactly one of `text` or `audio`", code="text_or_audio")
-        clock = _Stopwatch()
-        transcript = input_container = None
-        language = request.language
-        if request.audio is not None:
-            with clock.stage("decode"):
-                decoded = await self.decode(request.audio)
-            with clock.stage("stt"):
-                heard = await self.transcribe(decoded, language=request.language)
-            if not heard.text:
-                raise NoSpeech("no speech was detected in the audio")
-            transcript, language = heard.text, heard.language
-            question = transcript
-            input_container = decoded.container
-        else:
+        if request.audio is None:
             question = request.text.strip()
             if not question:
                 raise BadRequest("`text` is empty", code="empty_text")
@@ -239,17 +246,104 @@ class Pipeline:
                     f"`text` has {len(question)} characters; the limit is {self.settings.max_text_chars}",
                     code="text_too_long",
                 )
+            return question, None, None
+        with clock.stage("decode"):
+            decoded = await self.decode(request.audio)
+        with clock.stage("stt"):
+            heard = await self.transcribe(decoded, language=request.language)
+        if not heard.text:
+            raise NoSpeech("no speech was detected in the audio")
+        return heard.text, heard, decoded.container
 
+    def _chat_for(self, request: TurnInput, question: str) -> ChatRequest:
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
         messages = fit_history(request.system or self.settings.system_prompt, request.history, question,
                                budget=self.settings.llm_context - chat.max_tokens)
+        return replace(chat, messages=tuple(messages))
+
+    async def turn(self, request: TurnInput) -> TurnResult:
+        """One buffered turn: the whole reply, then (if asked) all of its audio."""
+        clock = _Stopwatch()
+        question, heard, container = await self._hear(request, clock)
         with clock.stage("llm"):
-            answer = await self.chat(replace(chat, messages=tuple(messages)))
-        result = TurnResult(transcript=transcript, reply=answer.text, language=language, timings=clock.ms,
-                            input_container=input_container)
+            answer = await self.chat(self._chat_for(request, question))
+        result = TurnResult(transcript=heard and heard.text, reply=answer.text,
+                            language=heard.language if heard else request.language, timings=clock.ms,
+                            input_container=container)
         if request.reply_as == "voice":
             with clock.stage("tts"):
                 pcm, rate = await self.speak(answer.text)
                 result.speech = await self.encode(pcm, rate, request.voice_format)
-            result.sample_rate = rate
+            result.speech_format, result.sample_rate = request.voice_format, rate
         return result
+
+    async def stream_turn(self, request: TurnInput) -> AsyncIterator[TurnEvent]:
+        """One streamed turn: the transcript, reply text deltas, and (for voice) audio per
+        clause while the LLM is still generating, then TurnDone.
+
+        The LLM and TTS overlap: the chunker hands each finished clause to the synthesizer
+        task while generation goes on. Closing the iterator early (client gone, barge-in)
+        cancels both and stops llama.cpp at its next token.
+        """
+        started = time.perf_counter()
+        clock = _Stopwatch()
+        question, heard, container = await self._hear(request, clock)
+        language = heard.language if heard else request.language
+        if heard:
+            yield Heard(heard.text, heard.language)
+
+        def since_start() -> float:
+            return round((time.perf_counter() - started) * 1000, 1)
+
+        voice = request.reply_as == "voice"
+        events: asyncio.Queue = asyncio.Queue()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        deltas: list[str] = []
+        spoken: list[np.ndarray] = []
+        firsts: dict[str, float] = {}
+        rate = self.engines.tts.sample_rate
+
+        async def generate() -> None:
+            chunker = SentenceChunker()
+            with clock.stage("llm"):
+                async for item in self.stream_chat(self._chat_for(request, question)):
+                    if isinstance(item, ChatResult):
+                        break
+                    firsts.setdefault("first_text", since_start())
+                    deltas.append(item)
+                    events.put_nowait(TextDelta(item))
+                    for piece in chunker.push(item) if voice else ():
+                        pieces.put_nowait(piece)
+            for piece in chunker.flush() if voice else ():
+                pieces.put_nowait(piece)
+            pieces.put_nowait(None)
+
+        async def synthesize() -> None:
+            tts_ms = 0.0
+            while (piece := await pieces.get()) is not None:
+                begin = time.perf_counter()
+                pcm, _ = await self.speak(piece)
+                data = await self.encode(pcm, rate, request.voice_format)
+                tts_ms += (time.perf_counter() - begin) * 1000
+                firsts.setdefault("first_audio", since_start())
+                spoken.append(pcm)
+                events.put_nowait(SpokenChunk(data, rate, piece, len(spoken) - 1))
+            clock.ms["tts"] = round(tts_ms, 1)
+
+        tasks = [asyncio.create_task(generate())] + ([asyncio.create_task(synthesize())] if voice else [])
+        finished = asyncio.gather(*tasks)
+        finished.add_done_callback(lambda _: events.put_nowait(_END))
+        try:
+            while (event := await events.get()) is not _END:
+                yield event
+            await finished
+        finally:
+            for task in tasks:
+                task.cancel()
+
+        result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=language,
+                            timings={**clock.ms, **firsts, "total": since_start()}, input_container=container)
+        if voice:
+            result.speech = audio.encode(np.concatenate(spoken) if spoken else np.zeros(0, np.int16), rate, "wav")
+            result.speech_format, result.sample_rate = "wav", rate
+        yield TurnDone(result)

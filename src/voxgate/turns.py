@@ -33,27 +33,46 @@ def audio_dir(settings: Settings) -> Path:
     return settings.data_dir / "audio"
 
 
-async def run_turn(db: Database, pipeline: Pipeline, settings: Settings, user: User, turn: TurnInput, *,
-                   conversation_id: str | None, persona_name: str | None) -> StoredTurn:
+@dataclass(frozen=True)
+class TurnContext:
+    """What a turn needs from the store before the models run."""
+
+    user: User
+    conversation: Conversation | None  # None: the turn starts a new conversation
+    persona: PersonaSpec
+    persona_requested: str | None
+
+    def apply(self, turn: TurnInput) -> TurnInput:
+        """The turn with the conversation's history and the persona's prompt and settings."""
+        persona = self.persona
+        history = tuple(ChatMessage(m.role, m.text) for m in self.conversation.messages) if self.conversation else ()
+        return replace(
+            turn,
+            history=history,
+            system=turn.system or persona.system_prompt or None,
+            language=turn.language or persona.language,
+            temperature=turn.temperature if turn.temperature is not None else persona.temperature,
+            max_tokens=turn.max_tokens or persona.max_tokens,
+        )
+
+
+async def load_context(db: Database, user: User, *, conversation_id: str | None, persona_name: str | None
+                       ) -> TurnContext:
     async with db.session() as session:
         conversation = (await repo.get_conversation(session, user, conversation_id, messages=True)
                         if conversation_id else None)
         name = persona_name or (conversation and conversation.persona) or user.default_persona
-        persona: PersonaSpec = await repo.get_persona(session, user, name)
-        history = tuple(ChatMessage(m.role, m.text) for m in conversation.messages) if conversation else ()
+        persona = await repo.get_persona(session, user, name)
+    return TurnContext(user, conversation, persona, persona_name)
 
-    result = await pipeline.turn(replace(
-        turn,
-        history=history,
-        system=turn.system or persona.system_prompt or None,
-        language=turn.language or persona.language,
-        temperature=turn.temperature if turn.temperature is not None else persona.temperature,
-        max_tokens=turn.max_tokens or persona.max_tokens,
-    ))
 
+async def commit_turn(db: Database, settings: Settings, context: TurnContext, turn: TurnInput, result: TurnResult,
+                      models: dict[str, str | None]) -> StoredTurn:
+    """Store the user's message and the reply together, in one transaction."""
     async with db.session() as session, session.begin():
+        conversation = context.conversation
         if conversation is None:
-            conversation = Conversation(id=new_id(), user_id=user.id, persona=persona_name,
+            conversation = Conversation(id=new_id(), user_id=context.user.id, persona=context.persona_requested,
                                         title=(result.transcript or turn.text or "")[:80].strip())
             session.add(conversation)
             seq = 1
@@ -61,21 +80,34 @@ async def run_turn(db: Database, pipeline: Pipeline, settings: Settings, user: U
             conversation = await session.merge(conversation, load=False)
             seq = await repo.next_seq(session, conversation.id)
         conversation.updated_at = utcnow()
-        models = {"stt": pipeline.engines.stt.name if turn.audio else None, "llm": pipeline.engines.llm.name,
-                  "tts": pipeline.engines.tts.name if result.speech else None}
+        persona = context.persona.name
         question = Message(id=new_id(), conversation_id=conversation.id, seq=seq, role="user",
                            text=result.transcript or turn.text, transcript=result.transcript,
-                           language=result.language, persona=persona.name)
+                           language=result.language, persona=persona)
         answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
-                         text=result.reply, language=result.language, persona=persona.name, models=models,
+                         text=result.reply, language=result.language, persona=persona, models=models,
                          timings=result.timings)
         if settings.store_audio:
             question.audio_path = _save_audio(settings, conversation.id, question.id, turn.audio,
                                               _AUDIO_EXTENSIONS.get(result.input_container or "", "bin"))
             answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
-                                            turn.voice_format)
+                                            result.speech_format or "bin")
         session.add_all([question, answer])
-    return StoredTurn(result, conversation.id, persona.name, question.id, answer.id)
+    return StoredTurn(result, conversation.id, persona, question.id, answer.id)
+
+
+def models_used(pipeline: Pipeline, turn: TurnInput, result: TurnResult) -> dict[str, str | None]:
+    engines = pipeline.engines
+    return {"stt": engines.stt.name if turn.audio else None, "llm": engines.llm.name,
+            "tts": engines.tts.name if result.speech else None}
+
+
+async def run_turn(db: Database, pipeline: Pipeline, settings: Settings, user: User, turn: TurnInput, *,
+                   conversation_id: str | None, persona_name: str | None) -> StoredTurn:
+    """A buffered turn, remembered."""
+    context = await load_context(db, user, conversation_id=conversation_id, persona_name=persona_name)
+    result = await pipeline.turn(context.apply(turn))
+    return await commit_turn(db, settings, context, turn, result, models_used(pipeline, turn, result))
 
 
 def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str

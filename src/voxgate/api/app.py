@@ -26,7 +26,7 @@ def _error_response(status: int, type_: str, code: str, message: str, headers: d
 
 
 def _voxgate_error(_: Request, exc: VoxgateError) -> JSONResponse:
-    return _error_response(exc.status, exc.type, exc.code, exc.message, exc.headers())
+    return JSONResponse(exc.envelope(), exc.status, headers=exc.headers())
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

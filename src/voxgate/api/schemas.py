@@ -25,6 +25,7 @@ class ChatBody(BaseModel):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="Spoken language, if known (ISO 639-1).")
     conversation_id: str | None = Field(None, max_length=64, description="Continue this conversation; omit to start one.")
     persona: str | None = Field(None, max_length=64, description="Persona for this turn (default: the conversation's).")
+    stream: bool = Field(False, description="Answer as server-sent events: transcript, text, audio, done.")
 
     # A wrong choice here is a user mistake worth a plain 400 naming the choices, rather
     # than a 422 schema dump; BadRequest is not a ValueError, so pydantic lets it through.

@@ -1,14 +1,22 @@
 """`POST /v1/chat`: the voice chat endpoint (text or speech in, text or speech out)."""
 
+import base64
+import logging
+from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
 
 from voxgate.api.deps import ChatInputDep, DatabaseDep, PipelineDep, SettingsDep, UserDep
 from voxgate.api.schemas import ChatBody, ChatReply, Timings
+from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
-from voxgate.pipeline import TurnInput
-from voxgate.turns import run_turn
+from voxgate.errors import VoxgateError
+from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput
+from voxgate.turns import commit_turn, load_context, models_used, run_turn
+
+log = logging.getLogger("voxgate")
 
 router = APIRouter(tags=["chat"])
 
@@ -45,7 +53,9 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
     conversation, speak the answer if asked, and remember the turn."""
     body = chat_input.body
     turn_input = TurnInput(audio=chat_input.audio,
-                           **body.model_dump(exclude={"conversation_id", "persona"}))
+                           **body.model_dump(exclude={"conversation_id", "persona", "stream"}))
+    if body.stream:
+        return await _stream(chat_input, turn_input, user, pipeline, db, settings)
     stored = await run_turn(db, pipeline, settings, user, turn_input,
                             conversation_id=body.conversation_id, persona_name=body.persona)
     result = stored.result
@@ -65,3 +75,46 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
     if result.transcript is not None:
         headers["X-Voxgate-Transcript"] = quote(result.transcript)
     return Response(content=result.speech, media_type=MEDIA_TYPES[body.voice_format], headers=headers)
+
+
+async def _stream(chat_input, turn_input: TurnInput, user, pipeline, db, settings) -> StreamingResponse:
+    """The turn as server-sent events: transcript, text deltas, audio per clause, done."""
+    body = chat_input.body
+    context = await load_context(db, user, conversation_id=body.conversation_id, persona_name=body.persona)
+    events = pipeline.stream_turn(context.apply(turn_input))
+    # The first event comes before the response starts, so a bad upload, silence or a
+    # busy model is still a plain JSON error with its own status code.
+    first = await anext(events)
+
+    async def wire() -> AsyncIterator[str]:
+        event: TurnEvent = first
+        try:
+            while True:
+                match event:
+                    case Heard(text, language):
+                        yield sse({"text": text, "language": language}, "transcript")
+                    case TextDelta(text):
+                        yield sse({"delta": text}, "text")
+                    case SpokenChunk(data, rate, text, index):
+                        yield sse({"audio": base64.b64encode(data).decode(), "format": body.voice_format,
+                                   "sample_rate": rate, "index": index, "text": text}, "audio")
+                    case TurnDone(result):
+                        stored = await commit_turn(db, settings, context, turn_input, result,
+                                                   models_used(pipeline, turn_input, result))
+                        yield sse({"reply": result.reply, "transcript": result.transcript,
+                                   "language": result.language, "conversation_id": stored.conversation_id,
+                                   "message_id": stored.reply_message_id, "persona": stored.persona,
+                                   "timings": result.timings}, "done")
+                        return
+                event = await anext(events)
+        except VoxgateError as exc:
+            yield sse(exc.envelope(), "error")
+        except Exception:
+            log.exception("streamed turn failed")
+            yield sse({"error": {"type": "server_error", "code": "internal_error",
+                                 "message": "internal error; the server log has the details"}}, "error")
+        finally:
+            await events.aclose()  # a client that left stops the LLM and TTS at once
+
+    return StreamingResponse(wire(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

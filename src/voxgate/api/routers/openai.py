@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from voxgate import models
 from voxgate.api.deps import PipelineDep, SettingsDep, read_upload
 from voxgate.api.schemas import ChatCompletionBody, SpeechBody
+from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
 from voxgate.catalog import CATALOG
 from voxgate.engines.base import ChatMessage, ChatResult
@@ -97,9 +98,8 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
     stream = pipeline.stream_chat(request)
 
     def event(delta: dict, finish_reason: str | None = None, **extra) -> str:
-        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}
-        return f"data: {json.dumps(chunk)}\n\n"
+        return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra})
 
     async def events() -> AsyncIterator[str]:
         yield event({"role": "assistant", "content": ""})
@@ -108,7 +108,7 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
                 yield event({}, item.finish_reason, usage=_usage(item))
             else:
                 yield event({"content": item})
-        yield "data: [DONE]\n\n"
+        yield sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
