@@ -81,6 +81,15 @@ def decode(data: bytes, *, max_seconds: float) -> DecodedAudio:
     return DecodedAudio(samples=samples.astype(np.float32, copy=False), container=name)
 
 
+def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Mono float32 `samples` at `rate`, resampled to `target_rate`."""
+    frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """Encode mono int16 `pcm` as `fmt` (one of VOICE_FORMATS)."""
     if fmt == "pcm":

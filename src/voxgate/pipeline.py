@@ -6,6 +6,7 @@ role's bounded `Lane`, so the event loop never blocks and overload becomes a 503
 """
 
 import asyncio
+import base64
 import re
 import time
 from collections.abc import AsyncIterator
@@ -108,6 +109,11 @@ class SpokenChunk:
     sample_rate: int
     text: str
     index: int
+
+    def to_json(self, voice_format: str) -> dict:
+        """The chunk as JSON for text-only transports (SSE, WebSocket messages)."""
+        return {"audio": base64.b64encode(self.audio).decode(), "format": voice_format,
+                "sample_rate": self.sample_rate, "index": self.index, "text": self.text}
 
 
 @dataclass(frozen=True)

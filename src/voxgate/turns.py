@@ -28,6 +28,13 @@ class StoredTurn:
     user_message_id: str
     reply_message_id: str
 
+    def summary(self) -> dict:
+        """The turn's closing event for streaming clients."""
+        result = self.result
+        return {"reply": result.reply, "transcript": result.transcript, "language": result.language,
+                "conversation_id": self.conversation_id, "message_id": self.reply_message_id,
+                "persona": self.persona, "timings": result.timings}
+
 
 def audio_dir(settings: Settings) -> Path:
     return settings.data_dir / "audio"

@@ -42,7 +42,21 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 
 
-async def current_user(request: Request, db: DatabaseDep, settings: SettingsDep) -> User:
+async def authenticate(app, token: str) -> User:
+    """The user a bearer token (JWT access token or API key) belongs to."""
+    async with app.state.db.session() as session, session.begin():
+        if token.startswith(auth.API_KEY_PREFIX):
+            user = await repo.user_by_api_key(session, token)
+            if user is None:
+                raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+            return user
+        user = await session.get(User, auth.user_id_from_token(token, app.state.jwt_secret))
+    if user is None:
+        raise Unauthorized("the token's user no longer exists", code="invalid_token")
+    return user
+
+
+async def current_user(request: Request, settings: SettingsDep) -> User:
     """The user behind `Authorization: Bearer <JWT or API key>` (the local admin when auth is off)."""
     if settings.auth == "off":
         return request.app.state.local_user
@@ -54,16 +68,7 @@ async def current_user(request: Request, db: DatabaseDep, settings: SettingsDep)
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be `Bearer <access token or API key>`",
                            code="malformed_token")
-    async with db.session() as session, session.begin():
-        if token.startswith(auth.API_KEY_PREFIX):
-            user = await repo.user_by_api_key(session, token)
-            if user is None:
-                raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
-            return user
-        user = await session.get(User, auth.user_id_from_token(token, request.app.state.jwt_secret))
-    if user is None:
-        raise Unauthorized("the token's user no longer exists", code="invalid_token")
-    return user
+    return await authenticate(request.app, token)
 
 
 UserDep = Annotated[User, Depends(current_user)]

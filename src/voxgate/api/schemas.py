@@ -224,3 +224,20 @@ class ChatCompletionBody(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     stream: bool = False
+
+
+class RealtimeStart(BaseModel):
+    """The first message on `/v1/realtime`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["session.start"]
+    token: str | None = Field(None, description="Access token or API key, unless sent as subprotocol.")
+    conversation_id: str | None = None
+    persona: str | None = None
+    reply_as: Literal["text", "voice"] = "voice"
+    voice_format: VoiceFormat = "wav"
+    input_format: Literal["pcm16", "container"] = "pcm16"
+    sample_rate: int = Field(16_000, ge=8_000, le=96_000, description="Rate of pcm16 input.")
+    vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    silence_ms: int = Field(700, ge=100, le=5_000, description="Silence that ends an utterance.")

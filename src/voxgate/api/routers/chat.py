@@ -1,6 +1,5 @@
 """`POST /v1/chat`: the voice chat endpoint (text or speech in, text or speech out)."""
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -95,16 +94,12 @@ async def _stream(chat_input, turn_input: TurnInput, user, pipeline, db, setting
                         yield sse({"text": text, "language": language}, "transcript")
                     case TextDelta(text):
                         yield sse({"delta": text}, "text")
-                    case SpokenChunk(data, rate, text, index):
-                        yield sse({"audio": base64.b64encode(data).decode(), "format": body.voice_format,
-                                   "sample_rate": rate, "index": index, "text": text}, "audio")
+                    case SpokenChunk():
+                        yield sse(event.to_json(body.voice_format), "audio")
                     case TurnDone(result):
                         stored = await commit_turn(db, settings, context, turn_input, result,
                                                    models_used(pipeline, turn_input, result))
-                        yield sse({"reply": result.reply, "transcript": result.transcript,
-                                   "language": result.language, "conversation_id": stored.conversation_id,
-                                   "message_id": stored.reply_message_id, "persona": stored.persona,
-                                   "timings": result.timings}, "done")
+                        yield sse(stored.summary(), "done")
                         return
                 event = await anext(events)
         except VoxgateError as exc:

@@ -1,0 +1,647 @@
+// voxgate web client: a plain ES module with no build step and no dependencies. It talks to
+// the /v1 API with fetch(), records with MediaRecorder and plays replies with Web Audio.
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "voxgate.token";
+const HOLD_MS = 350;      // a press longer than this is push-to-talk; shorter is a click
+const SILENCE_MS = 800;   // hands-free: this much quiet ends an utterance
+const MIN_SPEECH_MS = 250; // hands-free: shorter bursts (a cough, a door) are dropped
+// Opus in WebM (Chromium, Firefox) or Ogg (older Firefox, Safari); else the browser's default.
+const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus"];
+
+// Read by the browser tests; updated as reply audio chunks start playing.
+const stats = (window.voxgateStats = { chunksPlayed: 0, lastTranscript: "", lastReply: "" });
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY), // per tab, gone when the tab closes
+  conversationId: null, // null: the next turn starts a new conversation
+  busy: false,          // one turn at a time keeps the conversation in order
+  offline: false,
+  handsFree: false,
+};
+
+// ---------------------------------------------------------------- messages to the user
+
+const setStatus = (text) => { $("status").textContent = text; };
+
+function showAlert(text) {
+  $("alert").textContent = text;
+  $("alert").hidden = !text;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `the server answered with status ${status}`);
+    this.status = status;
+  }
+}
+// fetch() rejects only when no answer arrived at all: the connection (or server) is gone.
+class ConnectionLost extends Error {}
+
+function report(err) {
+  if (err instanceof ConnectionLost) return reconnect();
+  if (err?.name === "NotAllowedError" || err?.name === "SecurityError") {
+    return showAlert("Microphone access was denied. Allow the microphone for this site " +
+                     "(the icon in the address bar), then try again — or upload an audio file.");
+  }
+  if (err?.name === "NotFoundError") return showAlert("No microphone was found. Connect one, or upload an audio file.");
+  if (err instanceof ApiError) return showAlert(`Server error: ${err.message}`);
+  console.error(err);
+  showAlert(`Something went wrong: ${err?.message ?? err}`);
+}
+
+// Poll the cheap liveness probe until the server answers again, then pick up where we were.
+async function reconnect() {
+  if (state.offline) return;
+  state.offline = true;
+  showAlert("Connection to the server lost — reconnecting…");
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const up = await fetch("/healthz", { cache: "no-store" }).then((r) => r.ok, () => false);
+    if (up) break;
+  }
+  state.offline = false;
+  showAlert("");
+  setStatus("Reconnected. If your last question got no answer, please ask again.");
+  if (state.token || !$("app").hidden) {
+    await loadConversations().catch(report);
+    if (state.conversationId) await openConversation(state.conversationId).catch(report);
+  }
+}
+
+// ---------------------------------------------------------------- API
+
+async function api(path, { method = "GET", json, form, auth = true } = {}) {
+  const headers = {};
+  if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
+  let body = form; // for FormData the browser writes the multipart boundary itself
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body });
+  } catch (err) {
+    throw new ConnectionLost(err.message);
+  }
+  if (!response.ok) {
+    const error = new ApiError(response.status, await response.json().catch(() => null));
+    if (response.status === 401 && auth && state.token) signOut("Your session has expired: please sign in again.");
+    throw error;
+  }
+  return response;
+}
+
+const getJson = async (path, options) => (await api(path, options)).json();
+
+// EventSource cannot POST, so the SSE stream is read and split into events here.
+async function* sseEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (err) {
+      throw new ConnectionLost(err.message);
+    }
+    if (chunk.done) return;
+    // Normalise line ends; a \r at the very end may be half of a \r\n, so it waits.
+    buffer = (buffer + chunk.value).replace(/\r\n|\r(?!$)/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue; // a comment, e.g. a keep-alive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") event = value;
+        else if (field === "data") data.push(value);
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+    }
+  }
+}
+
+// ---------------------------------------------------------------- sign in
+
+async function signIn(event) {
+  event.preventDefault();
+  audioContext(); // a user gesture: unlock audio now so replies can play by themselves
+  const form = new FormData(event.target);
+  try {
+    const { access_token } = await getJson("/v1/auth/login", {
+      method: "POST", auth: false,
+      json: { username: form.get("username"), password: form.get("password") },
+    });
+    state.token = access_token;
+    sessionStorage.setItem(TOKEN_KEY, access_token);
+    event.target.reset();
+    showAlert("");
+    await enterApp();
+  } catch (err) {
+    // 422: a name or password the server could never accept; say the same as for 401.
+    if (err instanceof ApiError && [401, 422].includes(err.status)) showAlert("Wrong username or password.");
+    else report(err);
+  }
+}
+
+function signOut(message = "") {
+  state.token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  $("hands-free").checked = false;
+  setHandsFree(false);
+  newConversation();
+  $("app").hidden = $("sign-out").hidden = true;
+  $("login").hidden = false;
+  showAlert(message);
+  $("username").focus();
+}
+
+async function enterApp() {
+  const [me, personas] = await Promise.all([getJson("/v1/me"), getJson("/v1/personas")]);
+  state.defaultPersona = me.default_persona;
+  $("persona").replaceChildren(...personas.map((p) => new Option(p.builtin ? p.name : `${p.name} (yours)`, p.name)));
+  $("persona").value = me.default_persona;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("sign-out").hidden = !state.token; // with VOXGATE_AUTH=off there is nobody to sign out
+  await loadConversations();
+  $("mic").focus();
+}
+
+// ---------------------------------------------------------------- conversations
+
+async function loadConversations() {
+  const page = await getJson("/v1/conversations?limit=50");
+  $("conversations").replaceChildren(...page.data.map((c) => {
+    const title = c.title || "Untitled";
+    const open = button(title, () => openConversation(c.id));
+    if (c.id === state.conversationId) open.setAttribute("aria-current", "true");
+    const remove = button("✕", () => deleteConversation(c.id, title));
+    remove.className = "delete";
+    remove.setAttribute("aria-label", `Delete conversation “${title}”`);
+    const item = document.createElement("li");
+    item.append(open, remove);
+    return item;
+  }));
+}
+
+function button(label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.addEventListener("click", () => onClick().catch(report));
+  return b;
+}
+
+async function openConversation(id) {
+  const c = await getJson(`/v1/conversations/${encodeURIComponent(id)}`);
+  state.conversationId = c.id;
+  $("chat-title").textContent = c.title || "Untitled";
+  $("persona").value = c.persona || state.defaultPersona;
+  // Loading history is not news: keep the live region quiet while it fills.
+  $("messages").setAttribute("aria-live", "off");
+  $("messages").replaceChildren();
+  for (const m of c.messages) addMessage(m.role, m.role === "user" ? m.transcript ?? m.text : m.text);
+  setTimeout(() => $("messages").setAttribute("aria-live", "polite"), 0);
+  await loadConversations();
+  setStatus(`Opened “${$("chat-title").textContent}”.`);
+}
+
+function newConversation() {
+  state.conversationId = null; // created by the server with the first turn
+  $("chat-title").textContent = "New conversation";
+  $("messages").replaceChildren();
+  if (state.defaultPersona) $("persona").value = state.defaultPersona;
+  for (const b of $("conversations").querySelectorAll("[aria-current]")) b.removeAttribute("aria-current");
+}
+
+async function deleteConversation(id, title) {
+  if (!confirm(`Delete the conversation “${title}”?`)) return;
+  await api(`/v1/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  if (id === state.conversationId) newConversation();
+  await loadConversations();
+  $("new-conversation").focus(); // the focused button is gone
+  setStatus(`Deleted “${title}”.`);
+}
+
+function addMessage(role, text) {
+  const item = document.createElement("li");
+  item.className = role;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You: " : "voxgate: ";
+  const body = document.createElement("span");
+  body.textContent = text;
+  item.append(who, body);
+  $("messages").append(item);
+  item.scrollIntoView({ block: "nearest" });
+  return body;
+}
+
+// ---------------------------------------------------------------- one turn
+
+async function sendTurn(input) {
+  if (state.busy) return setStatus("Please wait for the current reply.");
+  state.busy = true;
+  $("upload").disabled = $("send").disabled = true;
+  showAlert("");
+  player.reset();
+  const form = new FormData();
+  if (input.text) form.append("text", input.text);
+  else form.append("audio", input.audio, input.audio.name || `speech.${input.audio.type.includes("ogg") ? "ogg" : "webm"}`);
+  for (const [key, value] of Object.entries({ reply_as: "voice", voice_format: "wav", stream: "true" })) form.append(key, value);
+  form.append("persona", $("persona").value);
+  if (state.conversationId) form.append("conversation_id", state.conversationId);
+  if (input.text) addMessage("user", input.text);
+  setStatus(input.text ? "Thinking…" : "Transcribing…");
+  let reply = null;
+  let done = false;
+  try {
+    const response = await api("/v1/chat", { method: "POST", form });
+    if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
+      throw new Error("the server did not stream its reply (is it an older voxgate?)");
+    }
+    for await (const { event, data } of sseEvents(response)) {
+      if (event === "transcript") {
+        stats.lastTranscript = data.text;
+        addMessage("user", data.text);
+        setStatus("Thinking…");
+      } else if (event === "text") {
+        if (!reply) {
+          reply = addMessage("assistant", "");
+          // Announce the reply once complete, not word by word.
+          $("messages").setAttribute("aria-busy", "true");
+          setStatus("Answering…");
+        }
+        reply.textContent += data.delta;
+        stats.lastReply = reply.textContent;
+      } else if (event === "audio") {
+        player.add(data.audio);
+      } else if (event === "done") {
+        done = true;
+        (reply ??= addMessage("assistant", "")).textContent = stats.lastReply = data.reply;
+        const isNew = state.conversationId !== data.conversation_id;
+        state.conversationId = data.conversation_id;
+        const seconds = Object.values(data.timings ?? {}).reduce((sum, ms) => sum + (ms ?? 0), 0) / 1000;
+        setStatus(`Answered in ${seconds.toFixed(1)} s.`);
+        player.finish();
+        if (isNew) await openConversation(data.conversation_id).catch(report);
+      } else if (event === "error") {
+        throw new ApiError(500, data);
+      }
+    }
+    if (!done) throw new ConnectionLost("the reply stream ended early");
+  } catch (err) {
+    setStatus("No answer.");
+    report(err);
+  } finally {
+    $("messages").removeAttribute("aria-busy");
+    $("upload").disabled = $("send").disabled = false;
+    state.busy = false;
+  }
+}
+
+// ---------------------------------------------------------------- reply audio
+
+let context = null;
+// One AudioContext for playback, created or resumed during a user gesture (sign in, a
+// press of the Talk button) so that the browser's autoplay rules let replies play alone.
+function audioContext() {
+  context ??= new AudioContext();
+  if (context.state === "suspended") context.resume();
+  return context;
+}
+
+// Each `audio` event carries a complete small WAV. Chunks are decoded in arrival order and
+// scheduled back to back on the AudioContext clock, so clauses join without gaps. The speed
+// applies through playbackRate, which (unlike <audio>) also shifts the pitch a little.
+const player = {
+  wavs: [], buffers: [], playing: [], decoding: Promise.resolve(), nextTime: 0, generation: 0,
+
+  reset() {
+    this.stop();
+    this.generation += 1; // late decodes of the previous reply are dropped
+    this.wavs = [];
+    this.buffers = [];
+    $("replay").disabled = true;
+    $("download").hidden = true;
+    if ($("download").href) URL.revokeObjectURL($("download").href);
+    $("download").removeAttribute("href");
+  },
+
+  add(base64) {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    this.wavs.push(bytes);
+    const generation = this.generation;
+    // decodeAudioData takes ownership of its buffer: give it a copy, the bytes are kept.
+    this.decoding = this.decoding
+      .then(() => audioContext().decodeAudioData(bytes.slice().buffer))
+      .then((buffer) => {
+        if (generation !== this.generation) return;
+        this.buffers.push(buffer);
+        this.schedule(buffer);
+      })
+      .catch((err) => showAlert(`Could not play part of the reply: ${err.message}`));
+  },
+
+  schedule(buffer) {
+    const ctx = audioContext();
+    const rate = Number($("speed").value);
+    const source = ctx.createBufferSource();
+    source.buffer = buffer;
+    source.playbackRate.value = rate;
+    source.connect(ctx.destination);
+    const start = Math.max(ctx.currentTime + 0.05, this.nextTime);
+    source.start(start);
+    this.nextTime = start + buffer.duration / rate;
+    const timer = setTimeout(() => { stats.chunksPlayed += 1; }, (start - ctx.currentTime) * 1000);
+    const entry = { source, timer };
+    this.playing.push(entry);
+    source.onended = () => { this.playing = this.playing.filter((e) => e !== entry); };
+  },
+
+  stop() {
+    for (const { source, timer } of this.playing) {
+      clearTimeout(timer);
+      source.onended = null;
+      source.stop();
+    }
+    this.playing = [];
+    this.nextTime = 0;
+  },
+
+  isPlaying() { return this.playing.length > 0; },
+
+  replay() {
+    this.stop();
+    for (const buffer of this.buffers) this.schedule(buffer);
+  },
+
+  // The reply is complete: offer it as one WAV once every chunk is decoded.
+  finish() {
+    const generation = this.generation;
+    this.decoding.then(() => {
+      if (generation !== this.generation || !this.wavs.length) return;
+      $("replay").disabled = false;
+      $("download").href = URL.createObjectURL(joinWavs(this.wavs));
+      $("download").hidden = false;
+    });
+  },
+};
+
+// One WAV from the chunks: their PCM "data" payloads joined under a new 44-byte header.
+// All chunks of a reply share one format (the voice's rate, mono, 16-bit PCM).
+function joinWavs(wavs) {
+  let format = null;
+  const parts = [];
+  for (const bytes of wavs) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let pos = 12; pos + 8 <= bytes.length;) {
+      const id = String.fromCharCode(...bytes.subarray(pos, pos + 4));
+      const size = Math.min(view.getUint32(pos + 4, true), bytes.length - pos - 8);
+      if (id === "fmt ") format ??= bytes.slice(pos + 8, pos + 24);
+      if (id === "data") parts.push(bytes.subarray(pos + 8, pos + 8 + size));
+      pos += 8 + size + (size & 1); // chunks are padded to an even length
+    }
+  }
+  const length = parts.reduce((sum, part) => sum + part.length, 0);
+  const out = new Uint8Array(44 + length);
+  const view = new DataView(out.buffer);
+  const ascii = (pos, text) => [...text].forEach((c, i) => { out[pos + i] = c.charCodeAt(0); });
+  ascii(0, "RIFF"); view.setUint32(4, 36 + length, true); ascii(8, "WAVE");
+  ascii(12, "fmt "); view.setUint32(16, 16, true); out.set(format, 20);
+  view.setUint16(20, 1, true); // plain PCM, even if a chunk said WAVE_FORMAT_EXTENSIBLE
+  ascii(36, "data"); view.setUint32(40, length, true);
+  let pos = 44;
+  for (const part of parts) { out.set(part, pos); pos += part.length; }
+  return new Blob([out], { type: "audio/wav" });
+}
+
+// ---------------------------------------------------------------- microphone
+
+const mic = { stream: null, ctx: null, analyser: null, timer: 0, recorder: null, chunks: [] };
+
+async function openMic() {
+  if (mic.stream) return;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw new Error("the microphone needs a secure page: open voxgate over HTTPS or on localhost");
+  }
+  mic.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+  // Its own context at the microphone's rate: some Firefox versions refuse to connect a
+  // stream to a context running at another rate.
+  const rate = mic.stream.getAudioTracks()[0].getSettings().sampleRate;
+  mic.ctx = new AudioContext(rate ? { sampleRate: rate } : {});
+  mic.ctx.resume();
+  mic.analyser = mic.ctx.createAnalyser();
+  mic.analyser.fftSize = 1024;
+  mic.ctx.createMediaStreamSource(mic.stream).connect(mic.analyser);
+  // A timer, not requestAnimationFrame, which stops in a background tab: hands-free mode
+  // should keep listening there.
+  mic.timer = setInterval(listen, 50);
+}
+
+// Release the microphone whenever it is not needed, so the browser's "recording" indicator
+// only shows while voxgate really listens.
+function closeMic() {
+  clearInterval(mic.timer);
+  mic.stream?.getTracks().forEach((track) => track.stop());
+  mic.ctx?.close();
+  Object.assign(mic, { stream: null, ctx: null, analyser: null, recorder: null });
+  $("level").value = 0;
+}
+
+function startRecording() {
+  if (mic.recorder) return;
+  const mimeType = MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
+  const recorder = new MediaRecorder(mic.stream, mimeType ? { mimeType } : {});
+  mic.chunks = [];
+  recorder.ondataavailable = (e) => { if (e.data.size) mic.chunks.push(e.data); };
+  recorder.start();
+  mic.recorder = recorder;
+  $("mic").setAttribute("aria-pressed", "true");
+  setStatus("Listening…");
+}
+
+function stopRecording() {
+  const recorder = mic.recorder;
+  mic.recorder = null;
+  $("mic").setAttribute("aria-pressed", "false");
+  return new Promise((resolve) => {
+    recorder.onstop = () => resolve(new Blob(mic.chunks, { type: recorder.mimeType }));
+    recorder.stop();
+  });
+}
+
+async function finishRecording() {
+  const audio = await stopRecording();
+  if (!state.handsFree) closeMic();
+  await sendTurn({ audio });
+}
+
+// The level meter, and hands-free voice detection on the same level (RMS of 1024 samples).
+const vad = { floor: 0.01, startedAt: 0, quietSince: 0 };
+
+function listen() {
+  if (!mic.analyser) return;
+  const samples = new Float32Array(mic.analyser.fftSize);
+  mic.analyser.getFloatTimeDomainData(samples);
+  const level = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
+  $("level").value = Math.min(1, level * 5);
+  if (!state.handsFree || state.busy || player.isPlaying()) return; // never record our own reply
+  // Speech is a level well above the room's noise floor; ending needs it to drop lower
+  // again (hysteresis), so a soft word trailing off does not cut the sentence.
+  const start = Math.max(0.02, vad.floor * 3);
+  const now = performance.now();
+  if (!mic.recorder) {
+    if (level > start) {
+      startRecording();
+      vad.startedAt = now;
+      vad.quietSince = 0;
+    } else {
+      vad.floor = 0.95 * vad.floor + 0.05 * level;
+    }
+  } else if (level > start * 0.6) {
+    vad.quietSince = 0;
+  } else if (!vad.quietSince) {
+    vad.quietSince = now;
+  } else if (now - vad.quietSince > SILENCE_MS) {
+    if (vad.quietSince - vad.startedAt < MIN_SPEECH_MS) {
+      stopRecording(); // a click or a cough: drop it
+      setStatus("Hands-free: listening.");
+    } else {
+      finishRecording().catch(report);
+    }
+  }
+}
+
+async function setHandsFree(on) {
+  state.handsFree = on;
+  if (!on) {
+    if (mic.recorder) await stopRecording();
+    closeMic();
+    return setStatus("Hold Space or the Talk button to speak.");
+  }
+  audioContext();
+  try {
+    await openMic();
+    setStatus("Hands-free: just start speaking; a pause sends.");
+  } catch (err) {
+    state.handsFree = $("hands-free").checked = false;
+    closeMic();
+    report(err);
+  }
+}
+
+// Push-to-talk: holding the button (or Space) records until release; a short press is a
+// click, which starts recording, and the next press sends it.
+const ptt = { pressedAt: 0, starting: null };
+
+async function press() {
+  audioContext();
+  if (mic.recorder) return finishRecording(); // the second click, or hands-free's utterance
+  if (state.handsFree) return setStatus("Hands-free is on: just start speaking.");
+  if (state.busy) return setStatus("Please wait for the current reply.");
+  if (ptt.starting) return;
+  ptt.pressedAt = performance.now();
+  ptt.starting = openMic().then(() => { startRecording(); return true; }, (err) => {
+    closeMic();
+    report(err);
+    return false;
+  });
+}
+
+async function release() {
+  const starting = ptt.starting;
+  ptt.starting = null;
+  if (!starting) return;
+  // Measured now, not after the wait: a permission prompt must not turn a click into a hold.
+  const held = performance.now() - ptt.pressedAt;
+  if ((await starting) && held >= HOLD_MS && mic.recorder) await finishRecording();
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  const safe = (fn) => (...args) => Promise.resolve(fn(...args)).catch(report);
+  $("login").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", () => signOut());
+  $("new-conversation").addEventListener("click", () => {
+    newConversation();
+    setStatus("New conversation: ask away.");
+    $("mic").focus();
+  });
+  $("persona").addEventListener("change", safe(async () => {
+    // The choice applies to the next turns and becomes the user's default.
+    await api("/v1/me/settings", { method: "PUT", json: { default_persona: $("persona").value } });
+    state.defaultPersona = $("persona").value;
+    setStatus(`Persona: ${$("persona").value}.`);
+  }));
+  $("hands-free").addEventListener("change", safe(() => setHandsFree($("hands-free").checked)));
+
+  const micButton = $("mic");
+  micButton.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    micButton.setPointerCapture(e.pointerId); // the release counts even off the button
+    press().catch(report);
+  });
+  micButton.addEventListener("pointerup", safe(release));
+  micButton.addEventListener("pointercancel", safe(release));
+  micButton.addEventListener("contextmenu", (e) => e.preventDefault()); // long touch
+  // Enter, or a screen reader's click (detail 0), toggles like a click of the mouse.
+  micButton.addEventListener("click", (e) => {
+    if (e.detail !== 0) return;
+    press().then(() => { ptt.starting = null; }).catch(report);
+  });
+  // Space is push-to-talk on the Talk button or with nothing focused; elsewhere it keeps
+  // its usual meaning (pressing the focused button, typing a space).
+  const spaceTalks = (e) => e.code === "Space" && !$("app").hidden &&
+    (e.target === micButton || e.target === document.body);
+  document.addEventListener("keydown", (e) => {
+    if (!spaceTalks(e)) return;
+    e.preventDefault();
+    if (!e.repeat) press().catch(report);
+  });
+  document.addEventListener("keyup", (e) => {
+    if (!spaceTalks(e)) return;
+    e.preventDefault();
+    release().catch(report);
+  });
+
+  $("upload").addEventListener("click", () => { audioContext(); $("file").click(); });
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    $("file").value = "";
+    if (file) sendTurn({ audio: file });
+  });
+  $("text-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    audioContext();
+    const text = $("text").value.trim();
+    if (!text || state.busy) return;
+    $("text").value = "";
+    sendTurn({ text });
+  });
+  $("replay").addEventListener("click", () => player.replay());
+}
+
+async function boot() {
+  wire();
+  if (!state.token) {
+    // With VOXGATE_AUTH=off the API answers without a token: no sign-in form then.
+    const open = await fetch("/v1/me").then((r) => r.ok, () => false);
+    if (!open) {
+      $("login").hidden = false;
+      return $("username").focus();
+    }
+  }
+  await enterApp().catch(report);
+}
+
+boot();
