@@ -90,6 +90,16 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def streaming_wav_header(sample_rate: int) -> bytes:
+    """A 16-bit mono WAV header for a stream of unknown length (sizes set to the maximum,
+    which players and FFmpeg read as "until the end")."""
+    unknown = 0xFFFFFFFF
+    return (b"RIFF" + unknown.to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+            + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
+            + (sample_rate * 2).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+            + b"data" + unknown.to_bytes(4, "little"))
+
+
 def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """Encode mono int16 `pcm` as `fmt` (one of VOICE_FORMATS)."""
     if fmt == "pcm":

@@ -13,7 +13,7 @@ from voxgate import models
 from voxgate.api.deps import PipelineDep, SettingsDep, read_upload
 from voxgate.api.schemas import ChatCompletionBody, SpeechBody
 from voxgate.api.sse import sse
-from voxgate.audio import MEDIA_TYPES
+from voxgate.audio import MEDIA_TYPES, streaming_wav_header
 from voxgate.catalog import CATALOG
 from voxgate.engines.base import ChatMessage, ChatResult
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
@@ -56,11 +56,27 @@ async def transcriptions(
 @router.post("/v1/audio/speech", response_class=Response,
              responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}})
 async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep) -> Response:
-    """Speak `input` with the loaded voice (the `voice` name is accepted and ignored)."""
+    """Speak `input` with the loaded voice (the `voice` name is accepted and ignored).
+
+    WAV and PCM stream sentence by sentence as they are synthesized, so playback of a long
+    text starts after its first sentence; the compressed formats are encoded whole.
+    """
     if not body.input.strip():
         raise BadRequest("`input` is empty", code="empty_text")
     if len(body.input) > settings.max_text_chars:
         raise PayloadTooLarge(f"`input` is longer than {settings.max_text_chars} characters", code="text_too_long")
+    if body.response_format in ("wav", "pcm"):
+        rate = pipeline.engines.tts.sample_rate
+        chunks = pipeline.stream_speech(body.input, speed=body.speed)
+
+        async def stream() -> AsyncIterator[bytes]:
+            if body.response_format == "wav":
+                yield streaming_wav_header(rate)
+            async for chunk in chunks:
+                yield chunk.pcm.astype("<i2").tobytes()
+
+        return StreamingResponse(stream(), media_type=MEDIA_TYPES[body.response_format],
+                                 headers={"X-Voxgate-Sample-Rate": str(rate)})
     pcm, rate = await pipeline.speak(body.input, speed=body.speed)
     data = await pipeline.encode(pcm, rate, body.response_format)
     return Response(data, media_type=MEDIA_TYPES[body.response_format], headers={"X-Voxgate-Sample-Rate": str(rate)})
