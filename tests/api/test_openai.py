@@ -84,3 +84,14 @@ def test_empty_speech_input_is_a_clear_error(openai_client):
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.audio.speech.create(model="tts-1", voice="alloy", input="   ")
     assert "empty" in str(info.value)
+
+
+def test_a_follow_up_turn_reuses_the_cached_conversation_prefix(openai_client):
+    history = [{"role": "system", "content": "You are a helpful assistant. " * 20},
+               {"role": "user", "content": "Name three rivers in Europe."}]
+    first = openai_client.chat.completions.create(model="default", messages=history, max_tokens=40, temperature=0)
+    follow_up = history + [{"role": "assistant", "content": first.choices[0].message.content},
+                           {"role": "user", "content": "Which of them is the longest?"}]
+    second = openai_client.chat.completions.create(model="default", messages=follow_up, max_tokens=40)
+    # Turn N evaluates about the new tokens only: the earlier ones come from llama.cpp's cache.
+    assert second.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens * 0.9

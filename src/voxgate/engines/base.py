@@ -39,6 +39,7 @@ class ChatRequest:
     temperature: float
     top_p: float | None = None
     stop: tuple[str, ...] = ()
+    reuse_prefix: bool = True  # let the backend reuse a cached prompt prefix (False: benchmarks only)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ChatResult:
     finish_reason: str  # "stop" | "length" | "cancelled"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served from the backend's prefix cache
 
 
 # Receives each text delta as it is generated; returning True asks the model to stop.

@@ -33,6 +33,7 @@ class LlamaCppLLM:
             "temperature": request.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            "cache_prompt": request.reuse_prefix,
         }
         if request.top_p is not None:
             body["top_p"] = request.top_p
@@ -63,6 +64,7 @@ class LlamaCppLLM:
             finish_reason=state["finish_reason"],
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
+            cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
         )
 
     def warm_up(self) -> None:

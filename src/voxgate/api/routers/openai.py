@@ -131,7 +131,8 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
 
 def _usage(result: ChatResult) -> dict:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens}
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
 
 
 @router.get("/v1/models")
