@@ -344,8 +344,7 @@ class Pipeline:
                 yield event
             await finished
         finally:
-            for task in tasks:
-                task.cancel()
+            finished.cancel()  # cancels whichever of the two is still running
 
         result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=language,
                             timings={**clock.ms, **firsts, "total": since_start()}, input_container=container)

@@ -67,7 +67,7 @@ class RealtimeSession:
         samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768
         if self.options.sample_rate != audio.STT_SAMPLE_RATE:
             samples = audio.resample(samples, self.options.sample_rate, audio.STT_SAMPLE_RATE)
-        for event in self.detector.feed(samples):
+        for event in await asyncio.to_thread(self.detector.feed, samples):  # VAD is a model: off the loop
             if event == "start":
                 await self.send({"type": "speech.started"})
                 await self.interrupt()  # barge-in: the user talks over the reply
