@@ -22,11 +22,13 @@ run: models
 	$(BIN)/voxgate serve
 
 # Debian packages the tests need, installed only when missing: espeak-ng speaks the test
-# questions; postgresql's server binaries run a throwaway database (the client alone is not enough).
+# questions; postgresql's server binaries run a throwaway database (the client alone is not
+# enough); chromium runs the browser test (Playwright drives it; it never downloads one).
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

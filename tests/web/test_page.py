@@ -134,7 +134,7 @@ def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav):
     expect(said).to_contain_text(re.compile(r"capital|france", re.I), timeout=TURN_TIMEOUT)
     expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
     reply = page.locator("#messages li.assistant").inner_text()
-    stats = page.wait_for_function("window.voxgateStats.chunksPlayed >= 1 && window.voxgateStats",
+    stats = page.wait_for_function("() => window.voxgateStats.chunksPlayed >= 1 && window.voxgateStats",
                                    timeout=30_000).json_value()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "page.png", full_page=True)
@@ -143,12 +143,15 @@ def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav):
     assert reply.removeprefix("voxgate:").strip(), "the reply is empty"
     assert stats["lastReply"] and stats["lastReply"] in reply
     assert "paris" in reply.lower(), reply
-    expect(page.get_by_role("button", name="Replay")).to_be_enabled()
+    replay = page.get_by_role("button", name="Replay")
+    expect(replay).to_be_enabled()
+    replay.click()
+    page.wait_for_function("n => window.voxgateStats.chunksPlayed > n", arg=stats["chunksPlayed"], timeout=10_000)
     download = page.get_by_role("link", name="Download reply")
     expect(download).to_be_visible()
     with page.expect_download() as info:
         download.click()
-    with wave.open(info.value.path()) as joined:  # the chunks joined into one valid WAV
+    with wave.open(str(info.value.path())) as joined:  # the chunks joined into one valid WAV
         assert joined.getnframes() / joined.getframerate() > 0.5
 
     # The turn started a conversation: it is listed, reopens with its history, and deletes.
@@ -164,14 +167,26 @@ def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav):
     expect(conversation).to_have_count(0)
 
 
+def test_hands_free_sends_when_the_speaker_pauses(open_page):
+    page = open_page(microphone=True)
+    page.get_by_label("Hands-free").check()  # the fake microphone starts speaking now
+    expect(page.locator("#messages li.user")).to_contain_text(re.compile(r"capital|france", re.I),
+                                                               timeout=TURN_TIMEOUT)
+    expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
+    expect(page.locator("#messages li.assistant")).not_to_be_empty()
+    page.get_by_label("Hands-free").uncheck()
+    expect(page.locator("#level")).to_have_js_property("value", 0)  # the microphone is released
+
+
 def test_denied_microphone_is_explained(open_page):
     page = open_page(microphone=False)  # the browser denies the prompt
     page.get_by_role("button", name="Talk").click()
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("Microphone access was denied")
     expect(page.get_by_role("button", name="Talk")).to_have_attribute("aria-pressed", "false")
-    page.get_by_label("Hands-free").check()
+    page.get_by_label("Hands-free").click()  # not check(): the page unchecks it again at once
     expect(page.get_by_label("Hands-free")).not_to_be_checked()
+    expect(alert).to_contain_text("Microphone access was denied")
 
 
 def test_server_errors_and_lost_connection_are_shown(open_page, tmp_path):

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voxgate import __version__, accounts
 from voxgate.api.deps import current_user
 from voxgate.api.routers import accounts as accounts_routes
-from voxgate.api.routers import chat, conversations, health, openai, personas, realtime
+from voxgate.api.routers import chat, conversations, health, openai, personas, realtime, web
 from voxgate.config import Settings
 from voxgate.errors import PayloadTooLarge, VoxgateError
 from voxgate.pipeline import Pipeline, load_engines
@@ -122,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Room for the multipart envelope and form fields around a maximal upload.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
     app.include_router(health.router)
+    app.include_router(web.router)  # the page is public; it signs in through the API
     app.include_router(accounts_routes.router)  # each route says who may call it
     app.include_router(realtime.router)  # authenticates inside the socket
     for router in (chat.router, conversations.router, personas.router, openai.router):

@@ -52,14 +52,11 @@ function report(err) {
 
 // Poll the cheap liveness probe until the server answers again, then pick up where we were.
 async function reconnect() {
-  if (state.offline) return;
-  state.offline = true;
   showAlert("Connection to the server lost — reconnecting…");
-  for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    const up = await fetch("/healthz", { cache: "no-store" }).then((r) => r.ok, () => false);
-    if (up) break;
-  }
+  if (state.offline) return; // already polling
+  state.offline = true;
+  do await new Promise((resolve) => setTimeout(resolve, 2000));
+  while (!(await fetch("/healthz", { cache: "no-store" }).then((r) => r.ok, () => false)));
   state.offline = false;
   showAlert("");
   setStatus("Reconnected. If your last question got no answer, please ask again.");
@@ -79,12 +76,9 @@ async function api(path, { method = "GET", json, form, auth = true } = {}) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(json);
   }
-  let response;
-  try {
-    response = await fetch(path, { method, headers, body });
-  } catch (err) {
+  const response = await fetch(path, { method, headers, body }).catch((err) => {
     throw new ConnectionLost(err.message);
-  }
+  });
   if (!response.ok) {
     const error = new ApiError(response.status, await response.json().catch(() => null));
     if (response.status === 401 && auth && state.token) signOut("Your session has expired: please sign in again.");
@@ -100,12 +94,7 @@ async function* sseEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
-    let chunk;
-    try {
-      chunk = await reader.read();
-    } catch (err) {
-      throw new ConnectionLost(err.message);
-    }
+    const chunk = await reader.read().catch((err) => { throw new ConnectionLost(err.message); });
     if (chunk.done) return;
     // Normalise line ends; a \r at the very end may be half of a \r\n, so it waits.
     buffer = (buffer + chunk.value).replace(/\r\n|\r(?!$)/g, "\n");
@@ -115,11 +104,8 @@ async function* sseEvents(response) {
       buffer = buffer.slice(end + 2);
       let event = "message";
       const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith(":")) continue; // a comment, e.g. a keep-alive
-        const colon = line.indexOf(":");
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      for (const line of block.split("\n")) { // ":..." comments (keep-alives) have no field name
+        const [, field, value] = line.match(/^([^:]*):? ?(.*)$/);
         if (field === "event") event = value;
         else if (field === "data") data.push(value);
       }
@@ -190,6 +176,7 @@ async function loadConversations() {
     item.append(open, remove);
     return item;
   }));
+  return page.data;
 }
 
 function button(label, onClick) {
@@ -254,15 +241,19 @@ async function sendTurn(input) {
   showAlert("");
   player.reset();
   const form = new FormData();
-  if (input.text) form.append("text", input.text);
-  else form.append("audio", input.audio, input.audio.name || `speech.${input.audio.type.includes("ogg") ? "ogg" : "webm"}`);
-  for (const [key, value] of Object.entries({ reply_as: "voice", voice_format: "wav", stream: "true" })) form.append(key, value);
-  form.append("persona", $("persona").value);
-  if (state.conversationId) form.append("conversation_id", state.conversationId);
-  if (input.text) addMessage("user", input.text);
+  const fields = { reply_as: "voice", voice_format: "wav", stream: "true", persona: $("persona").value };
+  if (state.conversationId) fields.conversation_id = state.conversationId;
+  for (const [key, value] of Object.entries(fields)) form.append(key, value);
+  if (input.text) {
+    form.append("text", input.text);
+    addMessage("user", input.text);
+  } else {
+    form.append("audio", input.audio, input.audio.name || `speech.${input.audio.type.includes("ogg") ? "ogg" : "webm"}`);
+  }
   setStatus(input.text ? "Thinking…" : "Transcribing…");
   let reply = null;
   let done = false;
+  const sentAt = performance.now();
   try {
     const response = await api("/v1/chat", { method: "POST", form });
     if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
@@ -287,12 +278,13 @@ async function sendTurn(input) {
       } else if (event === "done") {
         done = true;
         (reply ??= addMessage("assistant", "")).textContent = stats.lastReply = data.reply;
-        const isNew = state.conversationId !== data.conversation_id;
         state.conversationId = data.conversation_id;
-        const seconds = Object.values(data.timings ?? {}).reduce((sum, ms) => sum + (ms ?? 0), 0) / 1000;
-        setStatus(`Answered in ${seconds.toFixed(1)} s.`);
         player.finish();
-        if (isNew) await openConversation(data.conversation_id).catch(report);
+        setStatus(`Answered in ${((performance.now() - sentAt) / 1000).toFixed(1)} s.`);
+        // A first turn created the conversation (titled after the question): list it.
+        const listed = await loadConversations().catch(report);
+        const title = listed?.find((c) => c.id === data.conversation_id)?.title;
+        if (title) $("chat-title").textContent = title;
       } else if (event === "error") {
         throw new ApiError(500, data);
       }
@@ -321,7 +313,8 @@ function audioContext() {
 
 // Each `audio` event carries a complete small WAV. Chunks are decoded in arrival order and
 // scheduled back to back on the AudioContext clock, so clauses join without gaps. The speed
-// applies through playbackRate, which (unlike <audio>) also shifts the pitch a little.
+// applies to chunks scheduled after a change (and to replays) through playbackRate, which,
+// unlike an <audio> element's, also shifts the pitch a little.
 const player = {
   wavs: [], buffers: [], playing: [], decoding: Promise.resolve(), nextTime: 0, generation: 0,
 
@@ -361,7 +354,8 @@ const player = {
     const start = Math.max(ctx.currentTime + 0.05, this.nextTime);
     source.start(start);
     this.nextTime = start + buffer.duration / rate;
-    const timer = setTimeout(() => { stats.chunksPlayed += 1; }, (start - ctx.currentTime) * 1000);
+    const timer = setTimeout(() => { if (ctx.state === "running") stats.chunksPlayed += 1; },
+                             (start - ctx.currentTime) * 1000);
     const entry = { source, timer };
     this.playing.push(entry);
     source.onended = () => { this.playing = this.playing.filter((e) => e !== entry); };
@@ -591,8 +585,7 @@ function wire() {
     micButton.setPointerCapture(e.pointerId); // the release counts even off the button
     press().catch(report);
   });
-  micButton.addEventListener("pointerup", safe(release));
-  micButton.addEventListener("pointercancel", safe(release));
+  for (const type of ["pointerup", "pointercancel"]) micButton.addEventListener(type, safe(release));
   micButton.addEventListener("contextmenu", (e) => e.preventDefault()); // long touch
   // Enter, or a screen reader's click (detail 0), toggles like a click of the mouse.
   micButton.addEventListener("click", (e) => {
@@ -603,16 +596,14 @@ function wire() {
   // its usual meaning (pressing the focused button, typing a space).
   const spaceTalks = (e) => e.code === "Space" && !$("app").hidden &&
     (e.target === micButton || e.target === document.body);
-  document.addEventListener("keydown", (e) => {
-    if (!spaceTalks(e)) return;
-    e.preventDefault();
-    if (!e.repeat) press().catch(report);
-  });
-  document.addEventListener("keyup", (e) => {
-    if (!spaceTalks(e)) return;
-    e.preventDefault();
-    release().catch(report);
-  });
+  for (const type of ["keydown", "keyup"]) {
+    document.addEventListener(type, (e) => {
+      if (!spaceTalks(e)) return;
+      e.preventDefault();
+      if (type === "keyup") release().catch(report);
+      else if (!e.repeat) press().catch(report);
+    });
+  }
 
   $("upload").addEventListener("click", () => { audioContext(); $("file").click(); });
   $("file").addEventListener("change", () => {
