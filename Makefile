@@ -37,8 +37,10 @@ system-deps:
 test: models system-deps
 	$(BIN)/pytest
 
+# Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.
 bench: models
 	$(BIN)/python bench/turn.py
+	$(BIN)/python bench/streaming.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

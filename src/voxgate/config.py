@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     tts_model: str = "piper-en_US-joe-medium"
 
     threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
-    llm_context: int = Field(default=4096, ge=512, description="Tokens of context, shared by the LLM slots.")
+    llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
     llm_slots: int = Field(default=2, ge=1, description="LLM requests decoded in parallel.")
     queue_size: int = Field(default=8, ge=0, description="Requests that may wait per model before 503.")
     warmup: bool = True

@@ -57,6 +57,9 @@ class RealtimeSession:
         self.send = send
         self.detector = SpeechDetector(threshold=options.vad_threshold, silence_ms=options.silence_ms)
         self._turn: asyncio.Task | None = None
+        # Speech whose turn got no reply yet: a pause mid-question ("What is..., and why?")
+        # ends an utterance, and the continuation must not lose the first part.
+        self._unanswered = np.zeros(0, np.float32)
 
     async def on_audio(self, data: bytes) -> None:
         if self.options.input_format == "container":
@@ -73,7 +76,7 @@ class RealtimeSession:
                 await self.interrupt()  # barge-in: the user talks over the reply
             else:
                 await self.send({"type": "speech.stopped"})
-                utterance = self.detector.take_utterance()
+                utterance = self._unanswered = np.concatenate([self._unanswered, self.detector.take_utterance()])
                 wav = audio.encode((utterance * 32767).astype(np.int16), audio.STT_SAMPLE_RATE, "wav")
                 await self._start_turn(TurnInput(audio=wav))
 
@@ -111,6 +114,7 @@ class RealtimeSession:
                             heard = event
                             await self.send({"type": "transcript", "text": text, "language": language})
                         case TextDelta(text):
+                            self._unanswered = np.zeros(0, np.float32)  # the reply has begun
                             await self.send({"type": "text", "delta": text})
                             sent.text.append(text)
                         case SpokenChunk():
