@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from voxgate import auth
 from voxgate.api.schemas import ChatBody
 from voxgate.config import Settings
-from voxgate.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType
+from voxgate.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType
 from voxgate.pipeline import Pipeline
 from voxgate.store import repo
 from voxgate.store.db import Database
@@ -73,14 +73,6 @@ async def current_user(request: Request, settings: SettingsDep) -> User:
 
 UserDep = Annotated[User, Depends(current_user)]
 
-
-async def admin_user(user: UserDep) -> User:
-    if not user.is_admin:
-        raise Forbidden("this needs an admin account")
-    return user
-
-
-AdminDep = Annotated[User, Depends(admin_user)]
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:
