@@ -28,6 +28,10 @@ MEDIA_TYPES: dict[str, str] = {
     "flac": "audio/flac",
     "pcm": "audio/L16",
 }
+# Stored uploads are named by what FFmpeg found in them; every name maps to a media type.
+CONTAINER_EXTENSIONS: dict[str, str] = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "flac": "flac",
+                                        "matroska,webm": "webm", "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
+EXTENSION_MEDIA_TYPES: dict[str, str] = {**MEDIA_TYPES, "ogg": "audio/ogg", "webm": "audio/webm", "m4a": "audio/mp4"}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,11 @@ class VoxgateError(Exception):
         return {"error": {"type": self.type, "code": self.code, "message": self.message}}
 
 
+def internal_error() -> VoxgateError:
+    """What a client learns of an unexpected failure; the details go to the server log only."""
+    return VoxgateError("internal error; the server log has the details")
+
+
 class BadRequest(VoxgateError):
     status = 400
     type = "invalid_request_error"

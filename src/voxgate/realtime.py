@@ -16,7 +16,7 @@ import numpy as np
 
 from voxgate import audio
 from voxgate.config import Settings
-from voxgate.errors import BadRequest, VoxgateError
+from voxgate.errors import BadRequest, VoxgateError, internal_error
 from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.db import Database
 from voxgate.store.tables import User
@@ -132,8 +132,7 @@ class RealtimeSession:
             raise
         except Exception:
             log.exception("realtime turn failed")
-            await self.send({"type": "error", "error": {"type": "server_error", "code": "internal_error",
-                                                        "message": "internal error; the server log has details"}})
+            await self.send({"type": "error", **internal_error().envelope()})
 
     async def _finish(self, context, turn: TurnInput, result: TurnResult, kind: str) -> None:
         stored = await commit_turn(self.db, self.settings, context, turn, result,

@@ -8,6 +8,7 @@ that dies mid-turn leaves no half turn; a turn whose response was sent is commit
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from voxgate.audio import CONTAINER_EXTENSIONS
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
 from voxgate.personas import PersonaSpec
@@ -15,10 +16,6 @@ from voxgate.pipeline import Pipeline, TurnInput, TurnResult
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import Conversation, Message, User, new_id, utcnow
-
-_AUDIO_EXTENSIONS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "flac": "flac", "matroska,webm": "webm",
-                     "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
-
 
 @dataclass(frozen=True)
 class StoredTurn:
@@ -96,7 +93,7 @@ async def commit_turn(db: Database, settings: Settings, context: TurnContext, tu
                          timings=result.timings)
         if settings.store_audio:
             question.audio_path = _save_audio(settings, conversation.id, question.id, turn.audio,
-                                              _AUDIO_EXTENSIONS.get(result.input_container or "", "bin"))
+                                              CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"))
             answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
                                             result.speech_format or "bin")
         session.add_all([question, answer])

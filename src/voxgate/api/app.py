@@ -15,7 +15,7 @@ from voxgate.api.deps import current_user
 from voxgate.api.routers import accounts as accounts_routes
 from voxgate.api.routers import chat, conversations, health, openai, personas, realtime, web
 from voxgate.config import Settings
-from voxgate.errors import PayloadTooLarge, VoxgateError
+from voxgate.errors import PayloadTooLarge, VoxgateError, internal_error
 from voxgate.pipeline import Pipeline, load_engines
 
 log = logging.getLogger("voxgate")
@@ -43,7 +43,7 @@ def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
 
 def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
-    return _error_response(500, "server_error", "internal_error", "internal error; the server log has the details")
+    return _voxgate_error(None, internal_error())
 
 
 class BodySizeLimit:

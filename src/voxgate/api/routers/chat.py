@@ -11,7 +11,7 @@ from voxgate.api.deps import ChatInputDep, DatabaseDep, PipelineDep, SettingsDep
 from voxgate.api.schemas import ChatBody, ChatReply, Timings
 from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
-from voxgate.errors import VoxgateError
+from voxgate.errors import VoxgateError, internal_error
 from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput
 from voxgate.turns import commit_turn, load_context, models_used, run_turn
 
@@ -106,8 +106,7 @@ async def _stream(chat_input, turn_input: TurnInput, user, pipeline, db, setting
             yield sse(exc.envelope(), "error")
         except Exception:
             log.exception("streamed turn failed")
-            yield sse({"error": {"type": "server_error", "code": "internal_error",
-                                 "message": "internal error; the server log has the details"}}, "error")
+            yield sse(internal_error().envelope(), "error")
         finally:
             await events.aclose()  # a client that left stops the LLM and TTS at once
 

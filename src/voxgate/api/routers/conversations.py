@@ -8,16 +8,13 @@ from fastapi.responses import FileResponse
 
 from voxgate.api.deps import DatabaseDep, SettingsDep, UserDep
 from voxgate.api.schemas import ConversationDetail, ConversationIn, ConversationOut, ConversationPage
+from voxgate.audio import EXTENSION_MEDIA_TYPES
 from voxgate.errors import NotFound
 from voxgate.store import repo
 from voxgate.store.tables import Conversation
 from voxgate.turns import audio_dir
 
 router = APIRouter(tags=["conversations"])
-
-_MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "opus": "audio/ogg",
-                "flac": "audio/flac", "webm": "audio/webm", "m4a": "audio/mp4", "pcm": "audio/L16"}
-
 
 @router.get("/v1/conversations")
 async def list_conversations(
@@ -77,4 +74,4 @@ async def message_audio(conversation_id: str, message_id: str, user: UserDep, db
     path = audio_dir(settings) / message.audio_path if message.audio_path else None
     if path is None or not path.is_file():
         raise NotFound("this message has no stored audio")
-    return FileResponse(path, media_type=_MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream"))
+    return FileResponse(path, media_type=EXTENSION_MEDIA_TYPES.get(path.suffix.lstrip("."), "application/octet-stream"))
