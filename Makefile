@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 models: $(VENV)/.installed
-	$(BIN)/voxgate models prepare
+	$(BIN)/voxgate models pull
 
 run: models
 	$(BIN)/voxgate serve

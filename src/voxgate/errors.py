@@ -99,7 +99,20 @@ class Unavailable(VoxgateError):
 
 
 class ModelNotReady(VoxgateError):
-    """A configured model has not been prepared; `voxgate models prepare` fixes it."""
+    """A configured model has not been prepared; `voxgate models pull` fixes it."""
 
     status = 503
     code = "model_not_ready"
+
+
+class BackendError(VoxgateError):
+    """A remote engine answered with an error or with something that is not its protocol."""
+
+    status = 502
+    code = "backend_error"
+
+
+class BackendUnavailable(Unavailable):
+    """A remote engine could not be reached or did not answer in time."""
+
+    code = "backend_unavailable"

@@ -21,46 +21,11 @@ from voxgate.audio import VoiceFormat
 from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.chunker import SentenceChunker
-from voxgate.engines.base import (
-    ChatMessage,
-    ChatModel,
-    ChatRequest,
-    ChatResult,
-    SpeechChunk,
-    SpeechToText,
-    TextToSpeech,
-    Transcription,
-)
+from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, SpeechChunk, Transcription
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
 from voxgate.lanes import Lane
-from voxgate.models import resolve
-
-
-@dataclass(frozen=True)
-class Engines:
-    stt: SpeechToText
-    llm: ChatModel
-    tts: TextToSpeech
-
-
-def load_engines(settings: Settings) -> Engines:
-    """Load the three configured models (blocking, seconds) and warm each up once."""
-    from voxgate.engines.llamacpp import LlamaCppLLM
-    from voxgate.engines.piper import PiperTTS
-    from voxgate.engines.whisper import WhisperSTT
-
-    stt = WhisperSTT(*resolve(settings.stt_model, Role.STT, settings.models_dir), threads=settings.threads)
-    llm = LlamaCppLLM(
-        *resolve(settings.llm_model, Role.LLM, settings.models_dir),
-        threads=settings.threads,
-        context=settings.llm_context,
-        slots=settings.llm_slots,
-    )
-    tts = PiperTTS(*resolve(settings.tts_model, Role.TTS, settings.models_dir))
-    if settings.warmup:
-        for engine in (stt, llm, tts):
-            engine.warm_up()
-    return Engines(stt=stt, llm=llm, tts=tts)
+from voxgate.languages import base_language, language_name
+from voxgate.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -72,7 +37,9 @@ class TurnInput:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
-    language: str | None = None
+    language: str | None = None  # fixes the language heard and answered; None: Whisper detects it
+    model: str | None = None  # the LLM; None: the default
+    voice: str | None = None  # None: the default voice if it speaks the reply's language, else one that does
     history: tuple[ChatMessage, ...] = ()  # earlier turns of the conversation, oldest first
 
 
@@ -86,6 +53,8 @@ class TurnResult:
     speech: bytes | None = None
     speech_format: str | None = None
     sample_rate: int | None = None
+    voice: str | None = None  # the voice that spoke the reply
+    models: dict[str, str | None] = field(default_factory=dict)  # role -> model that did the work
 
 
 @dataclass(frozen=True)
@@ -173,8 +142,8 @@ _END = object()
 
 
 class Pipeline:
-    def __init__(self, engines: Engines, settings: Settings):
-        self.engines = engines
+    def __init__(self, models: Registry, settings: Settings):
+        self.models = models
         self.settings = settings
         queue = settings.queue_size
         self.decode_lane = Lane("the audio decoder", workers=2, queue_size=queue)
@@ -191,13 +160,18 @@ class Pipeline:
     async def decode(self, data: bytes) -> audio.DecodedAudio:
         return await self.decode_lane.run(audio.decode, data, max_seconds=self.settings.max_audio_seconds)
 
+    def _on(self, role: Role, name: str | None, work):
+        """Run `work(engine)` with the role's model `name` (the default when None), loaded if
+        needed: called on a lane's worker thread, so a first load blocks no event loop."""
+        with self.models.use(role, name) as engine:
+            return work(engine)
+
     async def transcribe(
         self, decoded: audio.DecodedAudio, *, language: str | None = None, prompt: str | None = None,
-        temperature: float = 0.0,
+        temperature: float = 0.0, model: str | None = None,
     ) -> Transcription:
-        return await self.stt_lane.run(
-            self.engines.stt.transcribe, decoded.samples, language=language, prompt=prompt, temperature=temperature
-        )
+        return await self.stt_lane.run(self._on, Role.STT, model, lambda stt: stt.transcribe(
+            decoded.samples, language=language, prompt=prompt, temperature=temperature))
 
     def chat_request(
         self, messages: list[ChatMessage], *, max_tokens: int | None = None, temperature: float | None = None,
@@ -211,28 +185,28 @@ class Pipeline:
             stop=stop,
         )
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        return await self.llm_lane.run(self.engines.llm.generate, request)
+    async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResult:
+        return await self.llm_lane.run(self._on, Role.LLM, model, lambda llm: llm.generate(request))
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[str | ChatResult]:
+    def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncIterator[str | ChatResult]:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
-        lane raises here, before any byte is sent; leaving early stops llama.cpp."""
-        return self.llm_lane.stream(lambda emit: emit(self.engines.llm.generate(request, on_delta=emit)))
+        lane raises here, before any byte is sent; leaving early stops the LLM."""
+        return self.llm_lane.stream(
+            lambda emit: emit(self._on(Role.LLM, model, lambda llm: llm.generate(request, on_delta=emit))))
 
-    def stream_speech(self, text: str, *, speed: float = 1.0) -> AsyncIterator[SpeechChunk]:
+    def stream_speech(self, text: str, *, speed: float = 1.0, voice: str | None = None) -> AsyncIterator[SpeechChunk]:
         """Audio sentence by sentence as it is synthesized."""
-        tts = self.engines.tts
-        return self.tts_lane.stream(lambda emit: any(emit(c) for c in tts.synthesize(speakable(text), speed=speed)))
+        return self.tts_lane.stream(lambda emit: self._on(
+            Role.TTS, voice, lambda tts: any(emit(c) for c in tts.synthesize(speakable(text), speed=speed))))
 
-    async def speak(self, text: str, *, speed: float = 1.0) -> tuple[np.ndarray, int]:
+    async def speak(self, text: str, *, speed: float = 1.0, voice: str | None = None) -> tuple[np.ndarray, int]:
         """Synthesize `text` completely; returns int16 mono samples and their rate."""
-        tts = self.engines.tts
 
-        def run() -> np.ndarray:
+        def run(tts) -> tuple[np.ndarray, int]:
             chunks = [chunk.pcm for chunk in tts.synthesize(speakable(text), speed=speed)]
-            return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+            return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)), tts.sample_rate
 
-        return await self.tts_lane.run(run), tts.sample_rate
+        return await self.tts_lane.run(self._on, Role.TTS, voice, run)
 
     async def encode(self, pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         return await self.tts_lane.run(audio.encode, pcm, sample_rate, fmt)
@@ -261,24 +235,57 @@ class Pipeline:
             raise NoSpeech("no speech was detected in the audio")
         return heard.text, heard, decoded.container
 
-    def _chat_for(self, request: TurnInput, question: str) -> ChatRequest:
+    def expand_model(self, turn: TurnInput) -> TurnInput:
+        """A custom model's persona fills what the request left open; its base LLM answers."""
+        custom = self.models.custom(turn.model)
+        if custom is None:
+            return turn
+        persona = custom.persona
+        return replace(
+            turn, model=custom.base, system=turn.system or persona.get("system"),
+            voice=turn.voice or persona.get("voice"), language=turn.language or persona.get("language"),
+            temperature=persona.get("temperature") if turn.temperature is None else turn.temperature,
+            max_tokens=turn.max_tokens or persona.get("max_tokens"),
+        )
+
+    async def _check(self, request: TurnInput) -> None:
+        """Refuse an unknown model or voice before any model runs."""
+        if request.model:
+            self.models.require(Role.LLM, request.model)
+        if request.voice and request.reply_as == "voice":
+            await asyncio.to_thread(self.models.voice_for, None, request.voice)
+
+    async def _answer_plan(self, request: TurnInput, heard: Transcription | None) -> "_Plan":
+        language = request.language or (heard.language if heard else None)
+        voice = (await asyncio.to_thread(self.models.voice_for, language, request.voice)
+                 if request.reply_as == "voice" else None)
+        llm = request.model or self.models.defaults[Role.LLM]
+        models = {"stt": (request.audio is not None or None) and self.models.defaults[Role.STT], "llm": llm,
+                  "tts": voice}
+        return _Plan(language, voice, llm, models)
+
+    def _chat_for(self, request: TurnInput, question: str, language: str | None) -> ChatRequest:
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
-        messages = fit_history(request.system or self.settings.system_prompt, request.history, question,
-                               budget=self.settings.llm_context - chat.max_tokens)
+        system = request.system or self.settings.system_prompt
+        if language and base_language(language) != "en":
+            # Small models drift into English unless told; the user hears their own language.
+            system = f"{system} Always answer in {language_name(language)}."
+        messages = fit_history(system, request.history, question, budget=self.settings.llm_context - chat.max_tokens)
         return replace(chat, messages=tuple(messages))
 
     async def turn(self, request: TurnInput) -> TurnResult:
         """One buffered turn: the whole reply, then (if asked) all of its audio."""
         clock = _Stopwatch()
+        await self._check(request)
         question, heard, container = await self._hear(request, clock)
+        plan = await self._answer_plan(request, heard)
         with clock.stage("llm"):
-            answer = await self.chat(self._chat_for(request, question))
-        result = TurnResult(transcript=heard and heard.text, reply=answer.text,
-                            language=heard.language if heard else request.language, timings=clock.ms,
-                            input_container=container)
+            answer = await self.chat(self._chat_for(request, question, plan.language), model=plan.llm)
+        result = TurnResult(transcript=heard and heard.text, reply=answer.text, language=plan.language,
+                            timings=clock.ms, input_container=container, voice=plan.voice, models=plan.models)
         if request.reply_as == "voice":
             with clock.stage("tts"):
-                pcm, rate = await self.speak(answer.text)
+                pcm, rate = await self.speak(answer.text, voice=plan.voice)
                 result.speech = await self.encode(pcm, rate, request.voice_format)
             result.speech_format, result.sample_rate = request.voice_format, rate
         return result
@@ -289,12 +296,13 @@ class Pipeline:
 
         The LLM and TTS overlap: the chunker hands each finished clause to the synthesizer
         task while generation goes on. Closing the iterator early (client gone, barge-in)
-        cancels both and stops llama.cpp at its next token.
+        cancels both and stops the LLM at its next token.
         """
         started = time.perf_counter()
         clock = _Stopwatch()
+        await self._check(request)
         question, heard, container = await self._hear(request, clock)
-        language = heard.language if heard else request.language
+        plan = await self._answer_plan(request, heard)
         if heard:
             yield Heard(heard.text, heard.language)
 
@@ -307,12 +315,12 @@ class Pipeline:
         deltas: list[str] = []
         spoken: list[np.ndarray] = []
         firsts: dict[str, float] = {}
-        rate = self.engines.tts.sample_rate
+        rates: list[int] = []
 
         async def generate() -> None:
             chunker = SentenceChunker()
             with clock.stage("llm"):
-                async for item in self.stream_chat(self._chat_for(request, question)):
+                async for item in self.stream_chat(self._chat_for(request, question, plan.language), model=plan.llm):
                     if isinstance(item, ChatResult):
                         break
                     firsts.setdefault("first_text", since_start())
@@ -328,11 +336,12 @@ class Pipeline:
             tts_ms = 0.0
             while (piece := await pieces.get()) is not None:
                 begin = time.perf_counter()
-                pcm, _ = await self.speak(piece)
+                pcm, rate = await self.speak(piece, voice=plan.voice)
                 data = await self.encode(pcm, rate, request.voice_format)
                 tts_ms += (time.perf_counter() - begin) * 1000
                 firsts.setdefault("first_audio", since_start())
                 spoken.append(pcm)
+                rates.append(rate)
                 events.put_nowait(SpokenChunk(data, rate, piece, len(spoken) - 1))
             clock.ms["tts"] = round(tts_ms, 1)
 
@@ -346,9 +355,20 @@ class Pipeline:
         finally:
             finished.cancel()  # cancels whichever of the two is still running
 
-        result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=language,
-                            timings={**clock.ms, **firsts, "total": since_start()}, input_container=container)
-        if voice:
-            result.speech = audio.encode(np.concatenate(spoken) if spoken else np.zeros(0, np.int16), rate, "wav")
-            result.speech_format, result.sample_rate = "wav", rate
+        result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=plan.language,
+                            timings={**clock.ms, **firsts, "total": since_start()}, input_container=container,
+                            voice=plan.voice, models=plan.models)
+        if voice and spoken:
+            result.speech = audio.encode(np.concatenate(spoken), rates[0], "wav")
+            result.speech_format, result.sample_rate = "wav", rates[0]
         yield TurnDone(result)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a heard question is answered: in which language, by which LLM, in which voice."""
+
+    language: str | None
+    voice: str | None
+    llm: str
+    models: dict[str, str | None]

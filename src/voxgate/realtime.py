@@ -20,7 +20,7 @@ from voxgate.errors import BadRequest, VoxgateError, internal_error
 from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.db import Database
 from voxgate.store.tables import User
-from voxgate.turns import commit_turn, load_context, models_used
+from voxgate.turns import commit_turn, load_context
 from voxgate.vad import SpeechDetector
 
 log = logging.getLogger("voxgate")
@@ -33,6 +33,9 @@ class SessionOptions:
 
     conversation_id: str | None = None
     persona: str | None = None
+    model: str | None = None
+    voice: str | None = None
+    language: str | None = None
     reply_as: str = "voice"
     voice_format: str = "wav"
     input_format: str = "pcm16"  # or "container": each binary message is a whole recording
@@ -96,7 +99,10 @@ class RealtimeSession:
 
     async def _start_turn(self, turn: TurnInput) -> None:
         await self.interrupt()
-        turn = replace(turn, reply_as=self.options.reply_as, voice_format=self.options.voice_format)
+        options = self.options
+        turn = self.pipeline.expand_model(replace(
+            turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
+            voice=options.voice, language=options.language))
         self._turn = asyncio.create_task(self._run_turn(turn))
 
     async def _run_turn(self, turn: TurnInput) -> None:
@@ -135,8 +141,7 @@ class RealtimeSession:
             await self.send({"type": "error", **internal_error().envelope()})
 
     async def _finish(self, context, turn: TurnInput, result: TurnResult, kind: str) -> None:
-        stored = await commit_turn(self.db, self.settings, context, turn, result,
-                                   models_used(self.pipeline, turn, result))
+        stored = await commit_turn(self.db, self.settings, context, turn, result)
         self.options.conversation_id = stored.conversation_id  # the next turn continues it
         await self.send({"type": kind, **stored.summary()})
 

@@ -29,6 +29,7 @@ class StoredTurn:
         """The turn's closing event for streaming clients."""
         result = self.result
         return {"reply": result.reply, "transcript": result.transcript, "language": result.language,
+                "voice": result.voice, "models": result.models,
                 "conversation_id": self.conversation_id, "message_id": self.reply_message_id,
                 "persona": self.persona, "timings": result.timings}
 
@@ -70,8 +71,8 @@ async def load_context(db: Database, user: User, *, conversation_id: str | None,
     return TurnContext(user, conversation, persona, persona_name)
 
 
-async def commit_turn(db: Database, settings: Settings, context: TurnContext, turn: TurnInput, result: TurnResult,
-                      models: dict[str, str | None]) -> StoredTurn:
+async def commit_turn(db: Database, settings: Settings, context: TurnContext, turn: TurnInput, result: TurnResult
+                      ) -> StoredTurn:
     """Store the user's message and the reply together, in one transaction."""
     async with db.session() as session, session.begin():
         conversation = context.conversation
@@ -89,7 +90,7 @@ async def commit_turn(db: Database, settings: Settings, context: TurnContext, tu
                            text=result.transcript or turn.text, transcript=result.transcript,
                            language=result.language, persona=persona)
         answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
-                         text=result.reply, language=result.language, persona=persona, models=models,
+                         text=result.reply, language=result.language, persona=persona, models=result.models,
                          timings=result.timings)
         if settings.store_audio:
             question.audio_path = _save_audio(settings, conversation.id, question.id, turn.audio,
@@ -100,18 +101,12 @@ async def commit_turn(db: Database, settings: Settings, context: TurnContext, tu
     return StoredTurn(result, conversation.id, persona, question.id, answer.id)
 
 
-def models_used(pipeline: Pipeline, turn: TurnInput, result: TurnResult) -> dict[str, str | None]:
-    engines = pipeline.engines
-    return {"stt": engines.stt.name if turn.audio else None, "llm": engines.llm.name,
-            "tts": engines.tts.name if result.speech else None}
-
-
 async def run_turn(db: Database, pipeline: Pipeline, settings: Settings, user: User, turn: TurnInput, *,
                    conversation_id: str | None, persona_name: str | None) -> StoredTurn:
     """A buffered turn, remembered."""
     context = await load_context(db, user, conversation_id=conversation_id, persona_name=persona_name)
     result = await pipeline.turn(context.apply(turn))
-    return await commit_turn(db, settings, context, turn, result, models_used(pipeline, turn, result))
+    return await commit_turn(db, settings, context, turn, result)
 
 
 def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str

@@ -13,10 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voxgate import __version__, accounts
 from voxgate.api.deps import current_user
 from voxgate.api.routers import accounts as accounts_routes
-from voxgate.api.routers import chat, conversations, health, openai, personas, realtime, web
+from voxgate.api.routers import chat, conversations, health, models, openai, personas, realtime, web
 from voxgate.config import Settings
 from voxgate.errors import PayloadTooLarge, VoxgateError, internal_error
-from voxgate.pipeline import Pipeline, load_engines
+from voxgate.pipeline import Pipeline
+from voxgate.registry import Registry
 
 log = logging.getLogger("voxgate")
 
@@ -88,22 +89,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.auth == "off":
             app.state.local_user = await accounts.local_user(app.state.db)
 
+        registry: Registry = app.state.models
+        app.state.pipeline = Pipeline(registry, settings)
+
         # Load in the background so /healthz answers at once and /readyz reports progress.
         async def load() -> None:
             try:
-                engines = await asyncio.to_thread(load_engines, settings)
-            except Exception as exc:  # reported by /readyz and every model endpoint
+                await asyncio.to_thread(registry.load_defaults)
+                log.info("models ready")
+            except Exception as exc:  # reported by /readyz; requests then load what they need
                 log.error("loading models failed: %s", exc)
                 app.state.load_error = exc
-                return
-            app.state.pipeline = Pipeline(engines, settings)
-            log.info("models ready")
+            finally:
+                app.state.loading = False
+
+        async def unload_idle() -> None:
+            while True:
+                await asyncio.sleep(max(1.0, min(30.0, settings.idle_unload_seconds / 4)))
+                for name in await asyncio.to_thread(registry.unload_idle):
+                    log.info("unloaded %s after %.0f s idle", name, settings.idle_unload_seconds)
 
         loading = asyncio.create_task(load())
+        unloader = asyncio.create_task(unload_idle()) if settings.idle_unload_seconds else None
         yield
+        if unloader:
+            unloader.cancel()
         await loading
-        if app.state.pipeline is not None:
-            app.state.pipeline.close()
+        app.state.pipeline.close()
         await app.state.db.close()
 
     app = FastAPI(
@@ -113,7 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.pipeline = None
+    app.state.models = Registry(settings)
+    app.state.loading = True
     app.state.load_error = None
     app.add_exception_handler(VoxgateError, _voxgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -125,6 +138,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)  # the page is public; it signs in through the API
     app.include_router(accounts_routes.router)  # each route says who may call it
     app.include_router(realtime.router)  # authenticates inside the socket
-    for router in (chat.router, conversations.router, personas.router, openai.router):
+    for router in (chat.router, conversations.router, personas.router, openai.router, models.router):
         app.include_router(router, dependencies=[Depends(current_user)])
     return app

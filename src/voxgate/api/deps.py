@@ -12,8 +12,9 @@ from starlette.datastructures import UploadFile
 from voxgate import auth
 from voxgate.api.schemas import ChatBody
 from voxgate.config import Settings
-from voxgate.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType
+from voxgate.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType
 from voxgate.pipeline import Pipeline
+from voxgate.registry import Registry
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import User
@@ -24,13 +25,15 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_pipeline(request: Request) -> Pipeline:
-    pipeline = request.app.state.pipeline
-    if pipeline is None:
-        error = request.app.state.load_error
-        if error is not None:
-            raise Unavailable(f"models failed to load: {error}", code="models_failed", retry_after=60)
+    """The pipeline once the start-up load of the default models has finished. If that
+    failed, requests go on: each loads what it needs and says what is missing."""
+    if request.app.state.loading:
         raise Unavailable("models are still loading; retry shortly", code="loading", retry_after=5)
-    return pipeline
+    return request.app.state.pipeline
+
+
+def get_models(request: Request) -> Registry:
+    return request.app.state.models
 
 
 def get_db(request: Request) -> Database:
@@ -39,6 +42,7 @@ def get_db(request: Request) -> Database:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+ModelsDep = Annotated[Registry, Depends(get_models)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
 
 
@@ -73,6 +77,11 @@ async def current_user(request: Request, settings: SettingsDep) -> User:
 
 UserDep = Annotated[User, Depends(current_user)]
 
+
+async def admin_user(user: UserDep) -> User:
+    if not user.is_admin:
+        raise Forbidden("managing models needs an admin account")
+    return user
 
 
 async def read_upload(upload: UploadFile, settings: Settings) -> bytes:

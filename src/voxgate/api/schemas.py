@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voxgate.audio import VOICE_FORMATS, VoiceFormat
+from voxgate.catalog import Role
 from voxgate.errors import BadRequest
 
 REPLY_AS = ("text", "voice")
@@ -22,7 +23,12 @@ class ChatBody(BaseModel):
     system: str | None = Field(None, max_length=8000, description="System prompt replacing the default one.")
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="Spoken language, if known (ISO 639-1).")
+    language: str | None = Field(
+        None, pattern=r"^[a-z]{2,3}$",
+        description="Language heard and answered (ISO 639-1); omit to let multilingual Whisper detect it.")
+    model: str | None = Field(None, max_length=64, description="LLM or custom model (default: the LLM default).")
+    voice: str | None = Field(None, max_length=100, description="Voice id from GET /v1/voices (default: one that "
+                                                                  "speaks the reply's language).")
     conversation_id: str | None = Field(None, max_length=64, description="Continue this conversation; omit to start one.")
     persona: str | None = Field(None, max_length=64, description="Persona for this turn (default: the conversation's).")
     stream: bool = Field(False, description="Answer as server-sent events: transcript, text, audio, done.")
@@ -58,7 +64,9 @@ class Timings(BaseModel):
 class ChatReply(BaseModel):
     transcript: str | None = Field(description="What the user said; null for text input.")
     reply: str
-    language: str | None
+    language: str | None = Field(description="Language heard (or fixed by the request or persona) and answered in.")
+    voice: str | None = Field(None, description="The voice that spoke the reply (reply_as=voice).")
+    models: dict[str, str | None] = Field(description="The model of each role that did the work.")
     timings: Timings
     conversation_id: str
     persona: str
@@ -235,9 +243,55 @@ class RealtimeStart(BaseModel):
     token: str | None = Field(None, description="Access token or API key, unless sent as subprotocol.")
     conversation_id: str | None = None
     persona: str | None = None
+    model: str | None = Field(None, max_length=64, description="LLM or custom model (default: the LLM default).")
+    voice: str | None = Field(None, max_length=100, description="Voice id (default: one for the reply's language).")
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="Fix the language (default: detected).")
     reply_as: Literal["text", "voice"] = "voice"
     voice_format: VoiceFormat = "wav"
     input_format: Literal["pcm16", "container"] = "pcm16"
     sample_rate: int = Field(16_000, ge=8_000, le=96_000, description="Rate of pcm16 input.")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     silence_ms: int = Field(700, ge=100, le=5_000, description="Silence that ends an utterance.")
+
+
+# Models
+
+
+class PullBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64, description="Catalog model to install and prepare.")
+    stream: bool = Field(True, description="Stream progress as NDJSON lines; false: answer once done.")
+
+
+class ImportBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64)
+    role: Role
+    path: str = Field(max_length=4096, description="On the server: a GGUF file (llm), a faster-whisper "
+                                                   "directory (stt) or a Piper .onnx with its .onnx.json (tts).")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected sha256 of the main file.")
+
+
+class CreateBody(BaseModel):
+    """A custom model: a base LLM with a persona, given by name and/or field by field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=64)
+    base: str = Field(max_length=64, description="The LLM (or custom model) it runs on.")
+    persona: str | None = Field(None, max_length=64, description="Start from this persona's settings.")
+    system: str | None = Field(None, max_length=8000)
+    voice: str | None = Field(None, max_length=100)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+
+
+class DefaultsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stt: str | None = Field(None, max_length=4096)
+    llm: str | None = Field(None, max_length=4096)
+    tts: str | None = Field(None, max_length=4096)

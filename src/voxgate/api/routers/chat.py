@@ -13,7 +13,7 @@ from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
 from voxgate.errors import VoxgateError, internal_error
 from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput
-from voxgate.turns import commit_turn, load_context, models_used, run_turn
+from voxgate.turns import commit_turn, load_context, run_turn
 
 log = logging.getLogger("voxgate")
 
@@ -51,8 +51,8 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
     """One turn: transcribe the audio (if any), answer with the LLM in the context of the
     conversation, speak the answer if asked, and remember the turn."""
     body = chat_input.body
-    turn_input = TurnInput(audio=chat_input.audio,
-                           **body.model_dump(exclude={"conversation_id", "persona", "stream"}))
+    turn_input = pipeline.expand_model(TurnInput(audio=chat_input.audio,
+                                                 **body.model_dump(exclude={"conversation_id", "persona", "stream"})))
     if body.stream:
         return await _stream(chat_input, turn_input, user, pipeline, db, settings)
     stored = await run_turn(db, pipeline, settings, user, turn_input,
@@ -60,7 +60,7 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
     result = stored.result
     if result.speech is None:
         return ChatReply(transcript=result.transcript, reply=result.reply, language=result.language,
-                         timings=Timings(**result.timings), conversation_id=stored.conversation_id,
+                         voice=result.voice, models=result.models, timings=Timings(**result.timings), conversation_id=stored.conversation_id,
                          persona=stored.persona, message_id=stored.reply_message_id)
     headers = {
         "X-Voxgate-Conversation": stored.conversation_id,
@@ -68,6 +68,7 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
         "X-Voxgate-Message": stored.reply_message_id,
         "X-Voxgate-Reply": quote(result.reply),
         "X-Voxgate-Language": result.language or "",
+        "X-Voxgate-Voice": result.voice or "",
         "X-Voxgate-Sample-Rate": str(result.sample_rate),
         "Server-Timing": ", ".join(f"{stage};dur={ms}" for stage, ms in result.timings.items() if ms is not None),
     }
@@ -97,8 +98,7 @@ async def _stream(chat_input, turn_input: TurnInput, user, pipeline, db, setting
                     case SpokenChunk():
                         yield sse(event.to_json(body.voice_format), "audio")
                     case TurnDone(result):
-                        stored = await commit_turn(db, settings, context, turn_input, result,
-                                                   models_used(pipeline, turn_input, result))
+                        stored = await commit_turn(db, settings, context, turn_input, result)
                         yield sse(stored.summary(), "done")
                         return
                 event = await anext(events)

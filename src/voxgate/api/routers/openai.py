@@ -9,12 +9,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from voxgate import models
 from voxgate.api.deps import PipelineDep, SettingsDep, read_upload
 from voxgate.api.schemas import ChatCompletionBody, SpeechBody
 from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES, streaming_wav_header
-from voxgate.catalog import CATALOG
+from voxgate.catalog import Role
 from voxgate.engines.base import ChatMessage, ChatResult
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
 from voxgate.subtitles import to_srt, to_vtt
@@ -34,7 +33,8 @@ async def transcriptions(
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
 ) -> Response:
     decoded = await pipeline.decode(await read_upload(file, settings))
-    heard = await pipeline.transcribe(decoded, language=language, prompt=prompt, temperature=temperature)
+    heard = await pipeline.transcribe(decoded, language=language, prompt=prompt, temperature=temperature,
+                                      model=pipeline.models.known(Role.STT, model))
     if not heard.text:
         raise NoSpeech("no speech was detected in the audio")
     if response_format == "text":
@@ -56,7 +56,8 @@ async def transcriptions(
 @router.post("/v1/audio/speech", response_class=Response,
              responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}})
 async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep) -> Response:
-    """Speak `input` with the loaded voice (the `voice` name is accepted and ignored).
+    """Speak `input` with `voice` if it is a voxgate voice id (GET /v1/voices), else with
+    `model` if it is a TTS model, else with the default voice (so "alloy" and "tts-1" work).
 
     WAV and PCM stream sentence by sentence as they are synthesized, so playback of a long
     text starts after its first sentence; the compressed formats are encoded whole.
@@ -65,21 +66,25 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
         raise BadRequest("`input` is empty", code="empty_text")
     if len(body.input) > settings.max_text_chars:
         raise PayloadTooLarge(f"`input` is longer than {settings.max_text_chars} characters", code="text_too_long")
+    voice = pipeline.models.known(Role.TTS, body.voice) or pipeline.models.known(Role.TTS, body.model)
+    headers = {"X-Voxgate-Voice": voice or pipeline.models.defaults[Role.TTS]}
     if body.response_format in ("wav", "pcm"):
-        rate = pipeline.engines.tts.sample_rate
-        chunks = pipeline.stream_speech(body.input, speed=body.speed)
+        chunks = pipeline.stream_speech(body.input, speed=body.speed, voice=voice)
+        first = await anext(chunks)  # errors (unknown voice, busy) are still plain JSON responses
 
         async def stream() -> AsyncIterator[bytes]:
             if body.response_format == "wav":
-                yield streaming_wav_header(rate)
+                yield streaming_wav_header(first.sample_rate)
+            yield first.pcm.astype("<i2").tobytes()
             async for chunk in chunks:
                 yield chunk.pcm.astype("<i2").tobytes()
 
         return StreamingResponse(stream(), media_type=MEDIA_TYPES[body.response_format],
-                                 headers={"X-Voxgate-Sample-Rate": str(rate)})
-    pcm, rate = await pipeline.speak(body.input, speed=body.speed)
+                                 headers={**headers, "X-Voxgate-Sample-Rate": str(first.sample_rate)})
+    pcm, rate = await pipeline.speak(body.input, speed=body.speed, voice=voice)
     data = await pipeline.encode(pcm, rate, body.response_format)
-    return Response(data, media_type=MEDIA_TYPES[body.response_format], headers={"X-Voxgate-Sample-Rate": str(rate)})
+    return Response(data, media_type=MEDIA_TYPES[body.response_format],
+                    headers={**headers, "X-Voxgate-Sample-Rate": str(rate)})
 
 
 def _completion_id() -> str:
@@ -88,19 +93,27 @@ def _completion_id() -> str:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> Response:
+    """Chat with `model` if it names a voxgate LLM or custom model, else with the default LLM."""
     messages = [
         ChatMessage("system" if m.role == "developer" else m.role, m.text())
         for m in body.messages
         if m.role != "tool"
     ]
+    custom = pipeline.models.custom(body.model)
+    if custom and custom.persona.get("system") and messages[0].role != "system":
+        messages.insert(0, ChatMessage("system", custom.persona["system"]))
+    persona = custom.persona if custom else {}
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    request = pipeline.chat_request(messages, max_tokens=body.max_completion_tokens or body.max_tokens,
-                                    temperature=body.temperature, top_p=body.top_p, stop=stop)
-    model_name = pipeline.engines.llm.name
+    request = pipeline.chat_request(
+        messages, max_tokens=body.max_completion_tokens or body.max_tokens or persona.get("max_tokens"),
+        temperature=persona.get("temperature") if body.temperature is None else body.temperature,
+        top_p=body.top_p, stop=stop)
+    model = custom.base if custom else pipeline.models.known(Role.LLM, body.model)
+    model_name = body.model if custom else model or pipeline.models.defaults[Role.LLM]
     created = int(time.time())
     completion_id = _completion_id()
     if not body.stream:
-        result = await pipeline.chat(request)
+        result = await pipeline.chat(request, model=model)
         return Response(json.dumps({
             "id": completion_id,
             "object": "chat.completion",
@@ -111,7 +124,7 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
             "usage": _usage(result),
         }), media_type="application/json")
 
-    stream = pipeline.stream_chat(request)
+    stream = pipeline.stream_chat(request, model=model)
 
     def event(delta: dict, finish_reason: str | None = None, **extra) -> str:
         return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
@@ -133,27 +146,3 @@ def _usage(result: ChatResult) -> dict:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
             "total_tokens": result.prompt_tokens + result.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
-
-
-@router.get("/v1/models")
-async def list_models(settings: SettingsDep) -> dict:
-    """Every catalog model with its role, size, license and whether it is prepared and in use."""
-    in_use = {settings.stt_model, settings.llm_model, settings.tts_model}
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": m.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "voxgate",
-                "role": m.role.value,
-                "description": m.description,
-                "license": m.license,
-                "size_bytes": m.size_bytes,
-                "ready": models.is_prepared(settings.models_dir, m.name),
-                "in_use": m.name in in_use,
-            }
-            for m in CATALOG.values()
-        ],
-    }

@@ -1,0 +1,184 @@
+"""Text to speech with espeak-ng: a robotic but intelligible voice for ~100 languages.
+
+It speaks where no Piper voice is installed. libespeak-ng and its data come from the
+`espeakng-loader` wheel, so no system package is needed; the few calls voxgate makes are
+bound here with ctypes (the PyPI wrappers run the espeak-ng program or build against the
+system library instead). The library keeps one global state and is not thread-safe:
+it is initialized once and every call into it holds `_lock`.
+"""
+
+import ctypes
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import espeakng_loader
+import numpy as np
+
+from voxgate.engines.base import SpeechChunk
+from voxgate.errors import NotFound
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2  # samples go to the callback, inside espeak_Synth
+_INITIALIZE_DONT_EXIT = 0x8000  # fail with an error instead of exit() when the data is missing
+_RATE = 1  # espeak_PARAMETER: words per minute
+_RATE_NORMAL, _RATE_MIN, _RATE_MAX = 175, 80, 450
+_POS_CHARACTER = 1
+_CHARS_UTF8, _ENDPAUSE = 0x1, 0x1000  # ENDPAUSE: a sentence's pause at the end, so pieces of a reply do not run together
+_GENDERS = {1: "male", 2: "female"}
+
+# Whisper codes whose espeak voice by priority is not the one wanted: espeak prefers
+# British English for "en"; "zh" would also match Mandarin in Pinyin.
+_WHISPER_TO_ESPEAK = {"en": "en-us", "zh": "cmn"}
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # (priority byte, NUL-terminated code)*, then a NUL
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclass(frozen=True)
+class EspeakVoice:
+    id: str  # espeak's voice file, e.g. "roa/fr"; EspeakTTS accepts it
+    language: str  # the voice's own language code, e.g. "fr-fr", "en-us", "cmn"
+    name: str  # e.g. "French (France)"
+    gender: str | None
+    languages: tuple[tuple[int, str], ...]  # every (priority, code) espeak serves with it; lower is preferred
+
+
+class _Espeak:
+    """The process's one initialized libespeak-ng. Use only while holding `_lock`."""
+
+    def __init__(self):
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        data = espeakng_loader.get_data_path()
+        self.sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), _INITIALIZE_DONT_EXIT)
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak-ng could not be initialized with its data in {data}")
+        self._lib = lib
+        self._pcm: list[np.ndarray] = []
+        self._callback = _SynthCallback(self._collect)  # espeak keeps only the pointer: hold the object
+        lib.espeak_SetSynthCallback(self._callback)
+        self._current: str | None = None
+        self.voices = self._list_voices()
+
+    def _collect(self, wav, count: int, events) -> int:
+        if count > 0:
+            self._pcm.append(np.frombuffer(ctypes.string_at(wav, count * 2), dtype=np.int16))
+        return 0  # go on
+
+    def _list_voices(self) -> list[EspeakVoice]:
+        voices, found, i = [], self._lib.espeak_ListVoices(None), 0
+        while found[i]:  # a NULL-terminated array
+            v = found[i].contents
+            i += 1
+            languages, at = [], v.languages
+            while priority := ctypes.string_at(at, 1)[0]:
+                code = ctypes.string_at(at + 1)
+                languages.append((priority, code.decode().lower()))
+                at += len(code) + 2
+            voices.append(EspeakVoice(id=v.identifier.decode(), language=languages[0][1], name=v.name.decode(),
+                                      gender=_GENDERS.get(v.gender), languages=tuple(languages)))
+        return voices
+
+    def synthesize(self, voice_id: str, text: str, rate: int) -> np.ndarray:
+        if voice_id != self._current:  # a switch reloads the language's dictionary
+            if self._lib.espeak_SetVoiceByName(voice_id.encode()) != 0:
+                raise RuntimeError(f"espeak-ng could not load voice {voice_id}")
+            self._current = voice_id
+        self._lib.espeak_SetParameter(_RATE, rate, 0)
+        data = text.encode()
+        self._pcm = []
+        status = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+        if status != 0:
+            raise RuntimeError(f"espeak-ng failed to synthesize (status {status})")
+        return np.concatenate(self._pcm) if self._pcm else np.zeros(0, dtype=np.int16)
+
+
+_lock = threading.Lock()
+_instance: _Espeak | None = None
+
+
+def _espeak() -> _Espeak:
+    """The initialized library; the caller holds `_lock`."""
+    global _instance
+    if _instance is None:
+        _instance = _Espeak()
+    return _instance
+
+
+def espeak_voices() -> list[EspeakVoice]:
+    """One voice per language (the first espeak lists for it), sorted by language code."""
+    with _lock:
+        voices = _espeak().voices
+    first = {}
+    for voice in voices:
+        first.setdefault(voice.language, voice)
+    return sorted(first.values(), key=lambda v: v.language)
+
+
+def _find_voice(code: str) -> EspeakVoice | None:
+    """The voice espeak-ng would pick for `code` (a voice id or any language code it lists,
+    by priority), else the preferred one of a dialect of it ("chr" finds "chr-us-...")."""
+    code = code.lower()
+    with _lock:
+        voices = _espeak().voices
+    for voice in voices:
+        if voice.id.lower() == code:
+            return voice
+    exact = [(p, i) for i, v in enumerate(voices) for p, lang in v.languages if lang == code]
+    dialects = [(p, i) for i, v in enumerate(voices) for p, lang in v.languages if lang.startswith(code + "-")]
+    return voices[min(exact or dialects)[1]] if exact or dialects else None
+
+
+def espeak_language(whisper_language: str) -> str | None:
+    """The espeak-ng language code to speak a Whisper language (ISO 639-1, e.g. "fr" ->
+    "fr-fr", "zh" -> "cmn", "en" -> "en-us"), or None when espeak-ng has no voice for it."""
+    code = whisper_language.lower()
+    voice = _find_voice(_WHISPER_TO_ESPEAK.get(code, code))
+    return voice.language if voice else None
+
+
+class EspeakTTS:
+    """`language` is a language code espeak-ng knows ("fr", "fr-fr", "cmn") or a voice id."""
+
+    def __init__(self, language: str):
+        voice = _find_voice(language)
+        if voice is None:
+            raise NotFound(f"espeak-ng has no voice for language {language!r}")
+        self.name = f"espeak-ng:{language}"
+        self._voice_id = voice.id
+        with _lock:
+            self.sample_rate: int = _espeak().sample_rate
+
+    def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
+        # One chunk for the whole text: espeak-ng speaks hundreds of times faster than real
+        # time, and one call keeps its intonation across clauses and sentences.
+        rate = min(max(round(_RATE_NORMAL * speed), _RATE_MIN), _RATE_MAX)
+        with _lock:
+            pcm = _espeak().synthesize(self._voice_id, text, rate)
+        if pcm.size:
+            yield SpeechChunk(pcm=pcm, sample_rate=self.sample_rate)
+
+    def warm_up(self) -> None:
+        for _ in self.synthesize("Hello."):
+            pass

@@ -1,0 +1,383 @@
+"""Every model voxgate knows, its state, and the engines loaded from it.
+
+Models come from the catalog (prepared from registry packages), from the user (imported
+into the cache), from `create` (a base LLM plus a persona), or from a remote engine named
+in the settings. Each is `available` (catalog, not prepared), `preparing`, `ready` (on
+disk or reachable) or `loaded` (in memory). Engines load on first use, are shared by all
+requests, and those that are not a role's default unload after an idle timeout.
+
+Everything here blocks (loading takes seconds): the pipeline calls it from its lanes'
+worker threads, the API through `asyncio.to_thread`.
+"""
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+from voxgate import models
+from voxgate.catalog import CATALOG, Role
+from voxgate.config import Settings
+from voxgate.errors import BadRequest, Conflict, NotFound
+from voxgate.languages import base_language
+
+ESPEAK_PREFIX = "espeak-ng:"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    role: Role
+    source: str  # catalog | imported | custom | remote | path
+    state: str  # available | preparing | ready | loaded
+    default: bool
+    size_bytes: int | None = None
+    license: str | None = None
+    description: str | None = None
+    base: str | None = None  # custom models: the LLM they run on
+    persona: dict | None = None  # custom models: prompt, voice, language, sampling
+    sha256: dict[str, str] | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Voice:
+    id: str  # what a request names in `voice`
+    language: str | None  # BCP 47-ish, e.g. "en-us", "fr"; None: whatever the remote engine speaks
+    name: str
+    engine: str  # piper | espeak-ng | openai
+    gender: str | None = None
+    quality: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomModel:
+    name: str
+    base: str
+    persona: dict
+
+
+@dataclass
+class _Loaded:
+    engine: object
+    role: Role
+    last_used: float = field(default_factory=time.monotonic)
+    users: int = 0
+
+
+# Progress reports of a pull, one JSON object each (streamed as NDJSON by the API).
+Report = Callable[[dict], None]
+
+
+@cache
+def _piper_voice_config(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+class Registry:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.models_dir = settings.models_dir
+        self.defaults: dict[Role, str] = {Role.STT: settings.stt_model, Role.LLM: settings.llm_model,
+                                          Role.TTS: settings.tts_model}
+        self._loaded: dict[str, _Loaded] = {}
+        self._preparing: set[str] = set()
+        self._lock = threading.Lock()
+        self._load_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    # Which model a name is.
+
+    def _remote(self, role: Role, name: str) -> str | None:
+        """The backend kind ("openai", "ollama") when `name` is the role's configured remote model."""
+        backend = getattr(self.settings, f"{role.value}_backend")
+        return backend if backend != "local" and name == getattr(self.settings, f"{role.value}_model") else None
+
+    def role_of(self, name: str) -> Role | None:
+        if name in CATALOG:
+            return CATALOG[name].role
+        if name.startswith(ESPEAK_PREFIX):
+            return Role.TTS
+        for role in Role:
+            if self._remote(role, name) or name == self.defaults[role]:
+                return role
+        manifest = models.read_manifest(self.models_dir, name) if models.is_prepared(self.models_dir, name) else None
+        return Role(manifest["role"]) if manifest else None
+
+    def custom(self, name: str | None) -> CustomModel | None:
+        manifest = models.read_manifest(self.models_dir, name) if name and name not in CATALOG else None
+        if manifest is None or manifest["source"] != "custom":
+            return None
+        return CustomModel(name, manifest["base"], manifest["persona"])
+
+    def require(self, role: Role, name: str) -> str:
+        """`name` if it is a usable `role` model (loading may still fail), else a 4xx error."""
+        found = self.role_of(name)
+        if found is None:
+            raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
+        if found != role or self.custom(name):
+            raise BadRequest(f"{name!r} is not a {role.value} model", code="wrong_model_role")
+        return name
+
+    def known(self, role: Role, name: str | None) -> str | None:
+        """`name` if it is a `role` model, else None (the default): OpenAI clients send
+        names like "whisper-1" or "tts-1" that mean "your model for this"."""
+        return name if name and self.role_of(name) == role and not self.custom(name) else None
+
+    # Loading.
+
+    def _open(self, role: Role, name: str):
+        """Construct the engine for `name` (blocking: reads weights, connects)."""
+        s = self.settings
+        if backend := self._remote(role, name):
+            key = getattr(s, f"{role.value}_api_key")
+            remote = {"url": getattr(s, f"{role.value}_url"), "api_key": key.get_secret_value() if key else None,
+                      "timeout": s.backend_timeout, "retries": s.backend_retries}
+            if role == Role.STT:
+                from voxgate.engines.openai_stt import OpenAISTT
+
+                return OpenAISTT(name, **remote)
+            if role == Role.TTS:
+                from voxgate.engines.openai_tts import OpenAITTS
+
+                return OpenAITTS(name, **remote, voice=s.tts_voice)
+            if backend == "ollama":
+                from voxgate.engines.ollama_chat import OllamaChat
+
+                return OllamaChat(name, **remote)
+            from voxgate.engines.openai_chat import OpenAIChat
+
+            return OpenAIChat(name, **remote)
+        if name.startswith(ESPEAK_PREFIX):
+            from voxgate.engines.espeak import EspeakTTS
+
+            return EspeakTTS(name.removeprefix(ESPEAK_PREFIX))
+        display, path = models.resolve(name, role, self.models_dir)
+        if role == Role.STT:
+            from voxgate.engines.whisper import WhisperSTT
+
+            return WhisperSTT(display, path, threads=s.threads)
+        if role == Role.LLM:
+            from voxgate.engines.llamacpp import LlamaCppLLM
+
+            return LlamaCppLLM(display, path, threads=s.threads, context=s.llm_context, slots=s.llm_slots)
+        from voxgate.engines.piper import PiperTTS
+
+        return PiperTTS(display, path)
+
+    def _load(self, role: Role, name: str) -> _Loaded:
+        if (entry := self._loaded.get(name)) is not None:
+            return entry
+        with self._load_locks[name]:  # one load per model; other callers wait for it
+            if (entry := self._loaded.get(name)) is None:
+                engine = self._open(role, name)
+                if self.settings.warmup:
+                    engine.warm_up()
+                entry = _Loaded(engine, role)
+                with self._lock:
+                    self._loaded[name] = entry
+        return entry
+
+    @contextmanager
+    def use(self, role: Role, name: str | None = None) -> Iterator:
+        """The engine for `name` (default: the role's default), loaded if needed, kept
+        loaded while in use."""
+        entry = self._load(role, name or self.defaults[role])
+        with self._lock:
+            entry.users += 1
+        try:
+            yield entry.engine
+        finally:
+            with self._lock:
+                entry.users -= 1
+                entry.last_used = time.monotonic()
+
+    def load(self, name: str) -> None:
+        if custom := self.custom(name):
+            name = custom.base
+        role = self.role_of(name)
+        self._load(role, self.require(role, name))
+
+    def load_defaults(self) -> "Registry":
+        for role in Role:
+            self._load(role, self.defaults[role])
+        return self
+
+    def loaded(self, role: Role | None = None) -> dict[str, str]:
+        """Loaded model names (each with its engine's display name)."""
+        return {n: e.engine.name for n, e in self._loaded.items() if role is None or e.role == role}
+
+    def unload(self, name: str) -> bool:
+        """Forget the engine; requests that hold it finish first, then its memory is freed."""
+        with self._lock:
+            return self._loaded.pop(name, None) is not None
+
+    def unload_idle(self) -> list[str]:
+        """Unload models that are not a default, not in use, and idle past the timeout."""
+        timeout = self.settings.idle_unload_seconds
+        if not timeout:
+            return []
+        now = time.monotonic()
+        with self._lock:
+            idle = [n for n, e in self._loaded.items()
+                    if n not in self.defaults.values() and e.users == 0 and now - e.last_used > timeout]
+            for name in idle:
+                del self._loaded[name]
+        return idle
+
+    def set_default(self, role: Role, name: str) -> None:
+        """Make `name` the role's default, loading it first so a failure keeps the old one."""
+        self._load(role, self.require(role, name))
+        self.defaults[role] = name
+
+    # Listing.
+
+    def _state(self, name: str, on_disk: bool) -> str:
+        if name in self._loaded:
+            return "loaded"
+        if name in self._preparing:
+            return "preparing"
+        return "ready" if on_disk else "available"
+
+    def all_models(self) -> list[ModelInfo]:
+        """Every model: catalog, imported, custom, remote, and defaults given as paths."""
+        defaults = set(self.defaults.values())
+        found: dict[str, ModelInfo] = {}
+        for m in CATALOG.values():
+            found[m.name] = ModelInfo(
+                m.name, m.role, "catalog", self._state(m.name, models.is_prepared(self.models_dir, m.name)),
+                m.name in defaults, m.size_bytes, m.license, m.description,
+                sha256={f.name: f.sha256 for f in m.files})
+        for man in models.manifests(self.models_dir):
+            name = man["name"]
+            found[name] = ModelInfo(
+                name, Role(man["role"]), man["source"],
+                self._state(man.get("base", name), True) if man["source"] == "custom" else self._state(name, True),
+                name in defaults, man["size_bytes"], description=man.get("origin"), base=man.get("base"),
+                persona=man.get("persona"), sha256=man["files"] or None)
+        for role in Role:
+            name = self.defaults[role]
+            if backend := self._remote(role, name):
+                url = getattr(self.settings, f"{role.value}_url")
+                found[name] = ModelInfo(name, role, "remote", self._state(name, True), True,
+                                        description=f"{backend} backend at {url}")
+            elif name not in found:
+                found[name] = ModelInfo(name, role, "path", self._state(name, Path(name).expanduser().exists()), True)
+        return sorted(found.values(), key=lambda m: (m.role.value, m.name))
+
+    # Pull, import, create, delete.
+
+    def pull(self, name: str, report: Report) -> None:
+        """Install a catalog model's packages and prepare it, reporting progress."""
+        model = CATALOG.get(name)
+        if model is None:
+            raise NotFound(f"{name!r} is not in the catalog; GET /v1/models lists it", code="model_not_found")
+        with self._lock:
+            if name in self._preparing:
+                raise Conflict(f"{name!r} is already being pulled", code="pull_in_progress")
+            self._preparing.add(name)
+        try:
+            if not models.is_prepared(self.models_dir, name):
+                if missing := models.missing_packages(model):
+                    report({"status": f"installing {len(missing)} package(s)", "packages": missing})
+                    models.install_packages(missing)
+                done = 0
+
+                def progress(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    report({"status": "joining and verifying", "completed": done, "total": model.size_bytes})
+
+                models.prepare(model, self.models_dir, progress)
+            report({"status": "success", "name": name})
+        finally:
+            with self._lock:
+                self._preparing.discard(name)
+
+    def import_model(self, name: str, role: Role, path: Path, sha256: str | None = None,
+                     progress: models.Progress | None = None) -> ModelInfo:
+        models.import_files(self.models_dir, name, role, path, sha256, progress)
+        return self.info(name)
+
+    def create(self, name: str, base: str, persona: dict) -> ModelInfo:
+        """A custom model: `base` LLM + persona, usable by name wherever a model is named."""
+        if self.custom(base):
+            base = self.custom(base).base  # a custom model on a custom model: flatten
+        self.require(Role.LLM, base)
+        models.write_custom(self.models_dir, name, base, {k: v for k, v in persona.items() if v is not None})
+        return self.info(name)
+
+    def info(self, name: str) -> ModelInfo:
+        for model in self.all_models():
+            if model.name == name:
+                return model
+        raise NotFound(f"no model named {name!r}", code="model_not_found")
+
+    def delete(self, name: str) -> None:
+        """Remove a prepared, imported or custom model and free its disk."""
+        info = self.info(name)
+        if info.default:
+            raise Conflict(f"{name!r} is the default {info.role.value} model; make another the default first",
+                           code="model_in_use")
+        dependants = [m.name for m in self.all_models() if m.base == name]
+        if dependants:
+            raise Conflict(f"{name!r} is the base of {', '.join(dependants)}; delete those first", code="model_in_use")
+        if info.source not in ("catalog", "imported", "custom") or info.state in ("available", "preparing"):
+            raise Conflict(f"{name!r} is {info.state if info.source == 'catalog' else info.source}: nothing to delete",
+                           code="not_deletable")
+        self.unload(name)
+        models.remove(self.models_dir, name)
+        if info.source == "catalog":
+            models.uninstall_packages(CATALOG[name])
+
+    # Voices.
+
+    def voices(self) -> list[Voice]:
+        """Piper voices on disk, the remote TTS voice if configured, and espeak-ng's languages."""
+        from voxgate.engines.espeak import espeak_voices
+
+        found = []
+        for info in self.all_models():
+            if info.role != Role.TTS:
+                continue
+            if info.source == "remote":
+                found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
+            elif info.state in ("ready", "loaded"):
+                _, path = models.resolve(info.name, Role.TTS, self.models_dir)
+                config = _piper_voice_config(path.with_name(path.name + ".json"))
+                language = config.get("language", {})
+                found.append(Voice(info.name, language.get("code", "").replace("_", "-").lower() or None,
+                                   config.get("dataset", info.name), "piper",
+                                   quality=config.get("audio", {}).get("quality")))
+        found += [Voice(ESPEAK_PREFIX + v.id, v.language, v.name, "espeak-ng", gender=v.gender)
+                  for v in espeak_voices()]
+        return found
+
+    def voice_for(self, language: str | None, requested: str | None = None) -> str:
+        """The voice to speak a reply with: the one asked for, else the default voice if it
+        speaks `language`, else a Piper voice for it, else espeak-ng's, else the default."""
+        voices = self.voices()
+        if requested:
+            if requested in self.defaults.values() or any(v.id == requested for v in voices):
+                return requested
+            raise BadRequest(f"unknown voice {requested!r}; GET /v1/voices lists them", code="unknown_voice")
+        default = self.defaults[Role.TTS]
+        if language is None:
+            return default
+        wanted = base_language(language)
+        speaks = {v.id: v.language for v in voices}
+        if default not in speaks or speaks[default] is None or base_language(speaks[default]) == wanted:
+            return default
+        piper = [v.id for v in voices if v.engine == "piper" and v.language and base_language(v.language) == wanted]
+        if piper:
+            return piper[0]
+        from voxgate.engines.espeak import espeak_language
+
+        espeak = espeak_language(language)
+        return ESPEAK_PREFIX + espeak if espeak else default
