@@ -34,7 +34,9 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The language tests hear French and Spanish: they need the multilingual Whisper too.
 test: models system-deps
+	$(BIN)/voxgate models pull whisper-base
 	$(BIN)/pytest
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.

@@ -1,25 +1,58 @@
 """The `voxgate` command, run as a user would run it."""
 
+import os
 import subprocess
 import sys
 
 from conftest import espeak
 
+from voxgate.config import Settings
 
-def voxgate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "voxgate", *args], capture_output=True, text=True, timeout=300)
+
+def voxgate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voxgate", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "160", **(env or {})})
 
 
 def test_models_lists_catalog_and_readiness():
-    out = voxgate("models")
-    assert out.returncode == 0, out.stderr
-    assert "whisper-tiny.en" in out.stdout and "ready" in out.stdout and "available" in out.stdout
+    for args in (("models",), ("models", "ls")):
+        out = voxgate(*args)
+        assert out.returncode == 0, out.stderr
+        assert "whisper-tiny.en" in out.stdout and "ready" in out.stdout and "available" in out.stdout
 
 
-def test_prepare_is_instant_when_ready():
-    out = voxgate("models", "prepare")
+def test_pull_is_instant_when_ready():
+    out = voxgate("models", "pull")
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("is ready") == 3
+
+
+def test_import_create_and_remove(tmp_path):
+    """The CLI's own model cache: import a Piper voice, create a custom LLM, remove both."""
+    cache = {"VOXGATE_CACHE_DIR": str(tmp_path)}
+    (tmp_path / "models").mkdir()
+    for name in ("qwen2.5-coder-0.5b-instruct", "piper-en_US-joe-medium"):
+        (tmp_path / "models" / name).symlink_to(Settings().models_dir / name)
+    voice = Settings().models_dir / "piper-en_US-joe-medium" / "voice.onnx"
+
+    out = voxgate("models", "import", "my-voice", str(voice), "--role", "tts", "--sha256", "0" * 64, env=cache)
+    assert out.returncode == 1 and "does not match" in out.stderr
+    out = voxgate("models", "import", "my-voice", str(voice), "--role", "tts", env=cache)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "models" / "my-voice" / "voice.onnx").stat().st_size == voice.stat().st_size
+
+    out = voxgate("models", "create", "helper", "--from", "qwen2.5-coder-0.5b-instruct", "--persona", "formal",
+                  "--voice", "my-voice", env=cache)
+    assert out.returncode == 0, out.stderr
+    listed = voxgate("models", "ls", env=cache).stdout
+    assert "my-voice" in listed and "imported" in listed and "helper" in listed and "custom" in listed
+
+    out = voxgate("models", "create", "broken", "--from", "no-such-base", env=cache)
+    assert out.returncode == 1 and "no model named" in out.stderr
+    for name in ("helper", "my-voice"):
+        assert voxgate("models", "rm", name, env=cache).returncode == 0
+    assert not (tmp_path / "models" / "my-voice").exists()
+    assert "my-voice" not in voxgate("models", "ls", env=cache).stdout
 
 
 def test_ask_text(tmp_path):

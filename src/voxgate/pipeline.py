@@ -268,8 +268,9 @@ class Pipeline:
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
         system = request.system or self.settings.system_prompt
         if language and base_language(language) != "en":
-            # Small models drift into English unless told; the user hears their own language.
-            system = f"{system} Always answer in {language_name(language)}."
+            # Small models drift into English unless told first thing; the user hears their own language.
+            name = language_name(language)
+            system = f"Always answer in {name}, never in another language. {system}"
         messages = fit_history(system, request.history, question, budget=self.settings.llm_context - chat.max_tokens)
         return replace(chat, messages=tuple(messages))
 

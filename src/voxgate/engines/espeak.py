@@ -23,11 +23,12 @@ _INITIALIZE_DONT_EXIT = 0x8000  # fail with an error instead of exit() when the 
 _RATE = 1  # espeak_PARAMETER: words per minute
 _RATE_NORMAL, _RATE_MIN, _RATE_MAX = 175, 80, 450
 _POS_CHARACTER = 1
-_CHARS_UTF8, _ENDPAUSE = 0x1, 0x1000  # ENDPAUSE: a sentence's pause at the end, so pieces of a reply do not run together
+# ENDPAUSE: a sentence's pause at the end, so the pieces of a spoken reply do not run together.
+_CHARS_UTF8, _ENDPAUSE = 0x1, 0x1000
 _GENDERS = {1: "male", 2: "female"}
 
-# Whisper codes whose espeak voice by priority is not the one wanted: espeak prefers
-# British English for "en"; "zh" would also match Mandarin in Pinyin.
+# Whisper codes whose voice by espeak's priorities is not the one wanted: it prefers
+# British English for "en", and "zh" ties Mandarin with Mandarin read as Pinyin.
 _WHISPER_TO_ESPEAK = {"en": "en-us", "zh": "cmn"}
 
 
@@ -50,11 +51,21 @@ _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), 
 
 @dataclass(frozen=True)
 class EspeakVoice:
-    id: str  # espeak's voice file, e.g. "roa/fr"; EspeakTTS accepts it
-    language: str  # the voice's own language code, e.g. "fr-fr", "en-us", "cmn"
+    id: str  # what EspeakTTS and espeak_language take and give: the language code, e.g. "fr-fr"
+    language: str  # e.g. "fr-fr", "en-us", "cmn"
     name: str  # e.g. "French (France)"
     gender: str | None
-    languages: tuple[tuple[int, str], ...]  # every (priority, code) espeak serves with it; lower is preferred
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A voice as espeak-ng lists it: its file and every (priority, language code) it
+    serves; for a language espeak-ng prefers the voice with the lowest priority."""
+
+    file: str  # e.g. "roa/fr"
+    name: str
+    gender: str | None
+    languages: tuple[tuple[int, str], ...]
 
 
 class _Espeak:
@@ -86,7 +97,7 @@ class _Espeak:
             self._pcm.append(np.frombuffer(ctypes.string_at(wav, count * 2), dtype=np.int16))
         return 0  # go on
 
-    def _list_voices(self) -> list[EspeakVoice]:
+    def _list_voices(self) -> list[_Entry]:
         voices, found, i = [], self._lib.espeak_ListVoices(None), 0
         while found[i]:  # a NULL-terminated array
             v = found[i].contents
@@ -96,15 +107,15 @@ class _Espeak:
                 code = ctypes.string_at(at + 1)
                 languages.append((priority, code.decode().lower()))
                 at += len(code) + 2
-            voices.append(EspeakVoice(id=v.identifier.decode(), language=languages[0][1], name=v.name.decode(),
-                                      gender=_GENDERS.get(v.gender), languages=tuple(languages)))
+            name, gender = v.name.decode().strip(), _GENDERS.get(v.gender)
+            voices.append(_Entry(v.identifier.decode(), name, gender, tuple(languages)))
         return voices
 
-    def synthesize(self, voice_id: str, text: str, rate: int) -> np.ndarray:
-        if voice_id != self._current:  # a switch reloads the language's dictionary
-            if self._lib.espeak_SetVoiceByName(voice_id.encode()) != 0:
-                raise RuntimeError(f"espeak-ng could not load voice {voice_id}")
-            self._current = voice_id
+    def synthesize(self, file: str, text: str, rate: int) -> np.ndarray:
+        if file != self._current:  # a switch reloads the language's dictionary
+            if self._lib.espeak_SetVoiceByName(file.encode()) != 0:
+                raise RuntimeError(f"espeak-ng could not load voice {file}")
+            self._current = file
         self._lib.espeak_SetParameter(_RATE, rate, 0)
         data = text.encode()
         self._pcm = []
@@ -126,47 +137,44 @@ def _espeak() -> _Espeak:
     return _instance
 
 
+def _entries() -> list[_Entry]:
+    with _lock:
+        return _espeak().voices
+
+
+def _find(code: str) -> _Entry | None:
+    """The voice espeak-ng prefers for a language `code` it lists, else its preferred voice
+    for a dialect of it ("chr" finds "chr-us-qaaa-x-west")."""
+    code, entries = code.lower(), _entries()
+    exact = [(p, i) for i, e in enumerate(entries) for p, lang in e.languages if lang == code]
+    dialects = [(p, i) for i, e in enumerate(entries) for p, lang in e.languages if lang.startswith(code + "-")]
+    return entries[min(exact or dialects)[1]] if exact or dialects else None
+
+
 def espeak_voices() -> list[EspeakVoice]:
-    """One voice per language (the first espeak lists for it), sorted by language code."""
-    with _lock:
-        voices = _espeak().voices
-    first = {}
-    for voice in voices:
-        first.setdefault(voice.language, voice)
-    return sorted(first.values(), key=lambda v: v.language)
-
-
-def _find_voice(code: str) -> EspeakVoice | None:
-    """The voice espeak-ng would pick for `code` (a voice id or any language code it lists,
-    by priority), else the preferred one of a dialect of it ("chr" finds "chr-us-...")."""
-    code = code.lower()
-    with _lock:
-        voices = _espeak().voices
-    for voice in voices:
-        if voice.id.lower() == code:
-            return voice
-    exact = [(p, i) for i, v in enumerate(voices) for p, lang in v.languages if lang == code]
-    dialects = [(p, i) for i, v in enumerate(voices) for p, lang in v.languages if lang.startswith(code + "-")]
-    return voices[min(exact or dialects)[1]] if exact or dialects else None
+    """One voice per language code that some voice is made for, with the voice EspeakTTS
+    speaks it with; sorted by code."""
+    codes = sorted({e.languages[0][1] for e in _entries()})
+    return [EspeakVoice(code, code, e.name, e.gender) for code in codes if (e := _find(code))]
 
 
 def espeak_language(whisper_language: str) -> str | None:
     """The espeak-ng language code to speak a Whisper language (ISO 639-1, e.g. "fr" ->
     "fr-fr", "zh" -> "cmn", "en" -> "en-us"), or None when espeak-ng has no voice for it."""
     code = whisper_language.lower()
-    voice = _find_voice(_WHISPER_TO_ESPEAK.get(code, code))
-    return voice.language if voice else None
+    voice = _find(_WHISPER_TO_ESPEAK.get(code, code))
+    return voice.languages[0][1] if voice else None
 
 
 class EspeakTTS:
-    """`language` is a language code espeak-ng knows ("fr", "fr-fr", "cmn") or a voice id."""
+    """`language` is any language code espeak-ng knows: "fr", "fr-fr", "zh", "cmn"..."""
 
     def __init__(self, language: str):
-        voice = _find_voice(language)
+        voice = _find(language)
         if voice is None:
             raise NotFound(f"espeak-ng has no voice for language {language!r}")
         self.name = f"espeak-ng:{language}"
-        self._voice_id = voice.id
+        self._file = voice.file
         with _lock:
             self.sample_rate: int = _espeak().sample_rate
 
@@ -175,7 +183,7 @@ class EspeakTTS:
         # time, and one call keeps its intonation across clauses and sentences.
         rate = min(max(round(_RATE_NORMAL * speed), _RATE_MIN), _RATE_MAX)
         with _lock:
-            pcm = _espeak().synthesize(self._voice_id, text, rate)
+            pcm = _espeak().synthesize(self._file, text, rate)
         if pcm.size:
             yield SpeechChunk(pcm=pcm, sample_rate=self.sample_rate)
 
