@@ -11,16 +11,20 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import httpx
 import numpy as np
 import pytest
-from pg_server import free_port, throwaway_postgres
+import llama_server
+from pg_server import throwaway_postgres
+from processes import free_port, wait_until_serving
 
 
 TEST_JWT_SECRET = "test-secret-known-to-the-tests-so-they-can-forge-tokens"
@@ -62,18 +66,8 @@ def start_server(workdir: Path, *, database_url: str | None = None, **env: str) 
     proc = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port", str(port)], env=env,
                             stdout=log_path.open("a"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"voxgate exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return Server(proc, url, env, key)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"voxgate did not become ready:\n{log_path.read_text()}")
+    wait_until_serving(proc, f"{url}/readyz", log_path, "voxgate", 180)
+    return Server(proc, url, env, key)
 
 
 def stop_server(server: Server) -> None:
@@ -104,6 +98,63 @@ def server(request, tmp_path_factory, server_tmpdir) -> Iterator[Server]:
                            VOXGATE_STORE_AUDIO="true", TMPDIR=str(server_tmpdir))
     yield started
     stop_server(started)
+
+
+@pytest.fixture(scope="session")
+def llama_url(tmp_path_factory) -> Iterator[str]:
+    """llama.cpp's own OpenAI-compatible server with the default LLM, as a remote LLM backend; its /v1 URL."""
+    proc, url = llama_server.start(tmp_path_factory.mktemp("llama"))
+    yield url
+    proc.kill()
+    proc.wait()
+
+
+@contextmanager
+def stub_server(handle: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A throwaway HTTP server in a thread that answers every request with `handle(request)`,
+    the request's body read into `request.body`; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            handle(self)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def reply(request: BaseHTTPRequestHandler, status: int, body: bytes | str, content_type: str) -> None:
+    data = body.encode() if isinstance(body, str) else body
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(data)))
+    request.end_headers()
+    request.wfile.write(data)
+
+
+def reply_streamed(request: BaseHTTPRequestHandler, content_type: str, pieces: Iterable[bytes | str]) -> None:
+    """A 200 sent with chunked transfer encoding, each piece flushed as it comes, as streaming servers do."""
+    request.send_response(200)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Transfer-Encoding", "chunked")
+    request.end_headers()
+    for piece in pieces:
+        data = piece.encode() if isinstance(piece, str) else piece
+        request.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        request.wfile.flush()
+    request.wfile.write(b"0\r\n\r\n")
 
 
 @pytest.fixture(scope="session")

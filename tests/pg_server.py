@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from processes import free_port
 
 USER = "voxgate"
 DBNAME = "voxgate_test"
@@ -29,12 +30,6 @@ def _server_bin_dir() -> Path:
         raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
                            "install Debian's `postgresql` package (`make test` installs it).")
     return max(found, key=lambda d: tuple(int(x) for x in d.parent.name.split(".")))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd: list[str], **kwargs) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import xllamacpp
 
 from voxgate.engines.base import ChatRequest, ChatResult, OnDelta
+from voxgate.engines.openai_chat import chunk_pieces, request_body
 
 
 class LlamaCppLLM:
@@ -27,45 +28,25 @@ class LlamaCppLLM:
         self._server = xllamacpp.Server(params)
 
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
-        body = {
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "cache_prompt": request.reuse_prefix,
-        }
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.stop:
-            body["stop"] = list(request.stop)
-
-        pieces: list[str] = []
-        state = {"finish_reason": "cancelled", "usage": {}}
+        body = {**request_body(request), "cache_prompt": request.reuse_prefix}
+        texts: list[str] = []
+        state = {"finish_reason": "cancelled", "usage": (0, 0, 0)}
 
         def on_chunk(chunk: dict) -> bool:
             if "error" in chunk:
                 raise RuntimeError(f"llama.cpp: {chunk['error']}")
-            state["usage"] = chunk.get("usage") or state["usage"]
-            for choice in chunk.get("choices", ()):
-                delta = choice.get("delta", {}).get("content")
-                if delta:
-                    pieces.append(delta)
-                    if on_delta is not None and on_delta(delta):
+            for piece in chunk_pieces(chunk):
+                state["usage"] = piece.usage or state["usage"]
+                state["finish_reason"] = piece.finish_reason or state["finish_reason"]
+                if piece.text:
+                    texts.append(piece.text)
+                    if on_delta is not None and on_delta(piece.text):
+                        state["finish_reason"] = "cancelled"
                         return True  # tells llama.cpp to stop this request
-                if choice.get("finish_reason"):
-                    state["finish_reason"] = choice["finish_reason"]
             return False
 
         self._server.handle_chat_completions(body, on_chunk)
-        usage = state["usage"]
-        return ChatResult(
-            text="".join(pieces).strip(),
-            finish_reason=state["finish_reason"],
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-            cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0),
-        )
+        return ChatResult("".join(texts).strip(), state["finish_reason"], *state["usage"])
 
     def warm_up(self) -> None:
         """Nothing to do: llama.cpp already ran a warm-up decode while loading."""

@@ -1,5 +1,6 @@
 """Speech to text on a remote OpenAI-compatible server (OpenAI, faster-whisper servers, another voxgate)."""
 
+import httpx
 import numpy as np
 
 from voxgate import audio
@@ -44,7 +45,7 @@ class OpenAISTT:
         self._remote.warm_up(lambda: self._remote.call("GET", "models"))
 
 
-def _no_speech(response) -> bool:
+def _no_speech(response: httpx.Response) -> bool:
     """Whether a 400 is another voxgate's "no speech" (OpenAI answers an empty text instead)."""
     try:
         return response.json()["error"]["code"] == "no_speech"

@@ -28,6 +28,8 @@ FIRST_BACKOFF = 0.25  # seconds before the first retry; doubled before each next
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BUSY_STATUSES = frozenset({429, 503})  # the backend works but is overloaded: "retry later", like voxgate's own 503
 EXCERPT_CHARS = 200
+# A chat backend's warm-up: one token, which also loads a model the backend keeps unloaded (Ollama).
+WARM_UP_CHAT = ChatRequest(messages=(ChatMessage("user", "Hi"),), max_tokens=1, temperature=0.0)
 
 
 class Remote:
@@ -161,10 +163,6 @@ def _excerpt(body: str) -> str:
             body = error if isinstance(error, str) else json.dumps(error)
     text = " ".join(body.split())
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
-
-
-# A chat backend's warm-up: one token, which also loads a model the backend keeps unloaded (Ollama).
-WARM_UP_CHAT = ChatRequest(messages=(ChatMessage("user", "Hi"),), max_tokens=1, temperature=0.0)
 
 
 @dataclass(frozen=True)
