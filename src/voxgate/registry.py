@@ -121,8 +121,10 @@ class Registry:
         found = self.role_of(name)
         if found is None:
             raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
-        if found != role or self.custom(name):
-            raise BadRequest(f"{name!r} is not a {role.value} model", code="wrong_model_role")
+        if self.custom(name):
+            raise BadRequest(f"{name!r} is a custom model: name it in a request, not here", code="wrong_model_role")
+        if found != role:
+            raise BadRequest(f"{name!r} is a {found.value} model, not a {role.value} model", code="wrong_model_role")
         return name
 
     def known(self, role: Role, name: str | None) -> str | None:
@@ -364,7 +366,7 @@ class Registry:
         speaks `language`, else a Piper voice for it, else espeak-ng's, else the default."""
         voices = self.voices()
         if requested:
-            if requested in self.defaults.values() or any(v.id == requested for v in voices):
+            if requested == self.defaults[Role.TTS] or any(v.id == requested for v in voices):
                 return requested
             raise BadRequest(f"unknown voice {requested!r}; GET /v1/voices lists them", code="unknown_voice")
         default = self.defaults[Role.TTS]

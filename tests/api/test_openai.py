@@ -68,7 +68,8 @@ def test_speed_changes_duration(openai_client):
 def test_models_list(openai_client):
     models = {m.id: m for m in openai_client.models.list().data}
     assert {"whisper-tiny.en", "qwen2.5-coder-0.5b-instruct", "piper-en_US-joe-medium"} <= models.keys()
-    assert models["qwen2.5-coder-0.5b-instruct"].model_extra["in_use"] is True
+    qwen = models["qwen2.5-coder-0.5b-instruct"].model_extra
+    assert qwen["default"] is True and qwen["state"] == "loaded" and qwen["role"] == "llm"
 
 
 def test_wrong_api_key_is_refused(server):
