@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench models system-deps clean
+.PHONY: run test bench models multilingual system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,18 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The language tests hear French and Spanish: they need the multilingual Whisper too.
-test: models system-deps
+# The multilingual Whisper: the language tests and benchmarks hear French and Spanish.
+multilingual: models
 	$(BIN)/voxgate models pull whisper-base
+
+test: multilingual system-deps
 	$(BIN)/pytest
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.
-bench: models
+bench: multilingual
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/streaming.py
+	$(BIN)/python bench/backends.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

