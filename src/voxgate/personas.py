@@ -16,6 +16,11 @@ class PersonaSpec:
     max_tokens: int | None = None
     builtin: bool = False
 
+    def as_fields(self) -> dict:
+        """What a custom model takes from this persona (see `voxgate models create`)."""
+        return {"system": self.system_prompt or None, "voice": self.voice, "language": self.language,
+                "temperature": self.temperature, "max_tokens": self.max_tokens}
+
 
 _SPOKEN = " Your words are spoken aloud: no lists, no markdown."
 

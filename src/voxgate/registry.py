@@ -6,8 +6,9 @@ in the settings. Each is `available` (catalog, not prepared), `preparing`, `read
 disk or reachable) or `loaded` (in memory). Engines load on first use, are shared by all
 requests, and those that are not a role's default unload after an idle timeout.
 
-Everything here blocks (loading takes seconds): the pipeline calls it from its lanes'
-worker threads, the API through `asyncio.to_thread`.
+Loading, pulling and listing block (seconds, or a directory scan): the pipeline loads from
+its lanes' worker threads, the API calls those through `asyncio.to_thread`. Name lookups
+(`role_of`, `custom`) read at most one small manifest and are called directly.
 """
 
 import json
@@ -17,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 
 from voxgate import models
@@ -76,11 +76,6 @@ class _Loaded:
 Report = Callable[[dict], None]
 
 
-@cache
-def _piper_voice_config(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -103,15 +98,24 @@ class Registry:
         if name in CATALOG:
             return CATALOG[name].role
         if name.startswith(ESPEAK_PREFIX):
-            return Role.TTS
+            from voxgate.engines.espeak import espeak_voices
+
+            known = any(ESPEAK_PREFIX + v.id == name for v in espeak_voices())
+            return Role.TTS if known else None
         for role in Role:
             if self._remote(role, name) or name == self.defaults[role]:
                 return role
-        manifest = models.read_manifest(self.models_dir, name) if models.is_prepared(self.models_dir, name) else None
+        manifest = self._manifest(name)
         return Role(manifest["role"]) if manifest else None
 
+    def _manifest(self, name: str | None) -> dict | None:
+        """An imported or custom model's manifest; only plain names reach the file system."""
+        if not name or name in CATALOG or not models.valid_name(name):
+            return None
+        return models.read_manifest(self.models_dir, name)
+
     def custom(self, name: str | None) -> CustomModel | None:
-        manifest = models.read_manifest(self.models_dir, name) if name and name not in CATALOG else None
+        manifest = self._manifest(name)
         if manifest is None or manifest["source"] != "custom":
             return None
         return CustomModel(name, manifest["base"], manifest["persona"])
@@ -211,12 +215,15 @@ class Registry:
             self._load(role, self.defaults[role])
         return self
 
-    def loaded(self, role: Role | None = None) -> dict[str, str]:
-        """Loaded model names (each with its engine's display name)."""
-        return {n: e.engine.name for n, e in self._loaded.items() if role is None or e.role == role}
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._loaded)
 
     def unload(self, name: str) -> bool:
-        """Forget the engine; requests that hold it finish first, then its memory is freed."""
+        """Forget the engine; requests that hold it finish first, then its memory is freed.
+        Defaults stay: /readyz and the next request's latency depend on them."""
+        if name in self.defaults.values():
+            raise Conflict(f"{name!r} is a default model; make another the default first", code="model_in_use")
         with self._lock:
             return self._loaded.pop(name, None) is not None
 
@@ -233,10 +240,13 @@ class Registry:
                 del self._loaded[name]
         return idle
 
-    def set_default(self, role: Role, name: str) -> None:
-        """Make `name` the role's default, loading it first so a failure keeps the old one."""
-        self._load(role, self.require(role, name))
-        self.defaults[role] = name
+    def set_defaults(self, wanted: dict[Role, str]) -> None:
+        """Make each name its role's default, all loaded first, so a failure changes nothing."""
+        for role, name in wanted.items():
+            self.require(role, name)
+        for role, name in wanted.items():
+            self._load(role, name)
+        self.defaults.update(wanted)
 
     # Listing.
 
@@ -269,6 +279,8 @@ class Registry:
                 url = getattr(self.settings, f"{role.value}_url")
                 found[name] = ModelInfo(name, role, "remote", self._state(name, True), True,
                                         description=f"{backend} backend at {url}")
+            elif name.startswith(ESPEAK_PREFIX):
+                found[name] = ModelInfo(name, role, "espeak-ng", self._state(name, True), True)
             elif name not in found:
                 found[name] = ModelInfo(name, role, "path", self._state(name, Path(name).expanduser().exists()), True)
         return sorted(found.values(), key=lambda m: (m.role.value, m.name))
@@ -312,6 +324,8 @@ class Registry:
         if self.custom(base):
             base = self.custom(base).base  # a custom model on a custom model: flatten
         self.require(Role.LLM, base)
+        if persona.get("voice"):
+            self.voice_for(None, persona["voice"])
         models.write_custom(self.models_dir, name, base, {k: v for k, v in persona.items() if v is not None})
         return self.info(name)
 
@@ -350,9 +364,9 @@ class Registry:
                 continue
             if info.source == "remote":
                 found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
-            elif info.state in ("ready", "loaded"):
+            elif info.source in ("catalog", "imported", "path") and info.state in ("ready", "loaded"):
                 _, path = models.resolve(info.name, Role.TTS, self.models_dir)
-                config = _piper_voice_config(path.with_name(path.name + ".json"))
+                config = json.loads(path.with_name(path.name + ".json").read_text())
                 language = config.get("language", {})
                 found.append(Voice(info.name, language.get("code", "").replace("_", "-").lower() or None,
                                    config.get("dataset", info.name), "piper",

@@ -55,6 +55,7 @@ class TurnContext:
             turn,
             history=history,
             system=turn.system or persona.system_prompt or None,
+            voice=turn.voice or persona.voice,
             language=turn.language or persona.language,
             temperature=turn.temperature if turn.temperature is not None else persona.temperature,
             max_tokens=turn.max_tokens or persona.max_tokens,

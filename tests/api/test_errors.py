@@ -103,6 +103,12 @@ def test_unsupported_content_type(client):
     assert_error(r, 415, "unsupported_media_type")
 
 
+def test_speech_with_nothing_to_say(client):
+    for fmt in ("wav", "mp3"):
+        r = client.post("/v1/audio/speech", json={"input": "** ``", "response_format": fmt})
+        assert_error(r, 400, "empty_text")
+
+
 def test_unknown_route_is_a_json_404(client):
     assert_error(client.get("/v1/nothing-here"), 404)
 

@@ -96,5 +96,6 @@ def test_a_fixed_language_wins_over_the_question_and_a_voice_can_be_chosen(multi
     chosen = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice",
                                                  "voice": "espeak-ng:de"})
     assert chosen.status_code == 200 and chosen.headers["x-voxgate-voice"] == "espeak-ng:de"
-    unknown = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice": "nobody"})
-    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_voice"
+    for voice in ("nobody", "espeak-ng:xx"):
+        unknown = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice": voice})
+        assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_voice"

@@ -126,8 +126,11 @@ def test_load_unload_and_switch_the_default_at_run_time(admin):
         assert admin.put("/v1/models/defaults", json={"llm": DEFAULT_LLM}).status_code == 200
     assert admin.post(f"/v1/models/{SMALL_LLM}/unload").json()["state"] == "ready"
     assert admin.post(f"/v1/models/{SMALL_LLM}/unload").status_code == 409
-    wrong_role = admin.put("/v1/models/defaults", json={"tts": DEFAULT_LLM})
+    wrong_role = admin.put("/v1/models/defaults", json={"llm": SMALL_LLM, "tts": DEFAULT_LLM})
     assert wrong_role.status_code == 400 and wrong_role.json()["error"]["code"] == "wrong_model_role"
+    assert admin.get("/v1/models/defaults").json()["llm"] == DEFAULT_LLM  # all or nothing
+    default_unload = admin.post(f"/v1/models/{DEFAULT_LLM}/unload")
+    assert default_unload.status_code == 409 and admin.get("/readyz").status_code == 200
 
 
 def test_import_checks_the_file_and_its_checksum(admin, models_server, tmp_path):

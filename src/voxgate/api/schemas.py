@@ -201,7 +201,7 @@ class SpeechBody(BaseModel):
 
     model: str = "tts-1"
     input: str = Field(min_length=1)
-    voice: str = "default"
+    voice: str = Field("default", max_length=100)
     response_format: VoiceFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
 

@@ -8,6 +8,7 @@ it is initialized once and every call into it holds `_lock`.
 """
 
 import ctypes
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,11 +152,12 @@ def _find(code: str) -> _Entry | None:
     return entries[min(exact or dialects)[1]] if exact or dialects else None
 
 
-def espeak_voices() -> list[EspeakVoice]:
+@functools.cache
+def espeak_voices() -> tuple[EspeakVoice, ...]:
     """One voice per language code that some voice is made for, with the voice EspeakTTS
-    speaks it with; sorted by code."""
+    speaks it with; sorted by code. Computed once: the library's voices never change."""
     codes = sorted({e.languages[0][1] for e in _entries()})
-    return [EspeakVoice(code, code, e.name, e.gender) for code in codes if (e := _find(code))]
+    return tuple(EspeakVoice(code, code, e.name, e.gender) for code in codes if (e := _find(code)))
 
 
 def espeak_language(whisper_language: str) -> str | None:

@@ -6,10 +6,10 @@ import numpy as np
 from voxgate import audio
 from voxgate.engines.base import Segment, Transcription
 from voxgate.engines.remote import Remote
+from voxgate.languages import language_code
 
 
 class OpenAISTT:
-    multilingual = True  # the remote model decides; voxgate passes the asked language on
 
     def __init__(self, name: str, url: str, api_key: str | None, timeout: float, retries: int):
         self.name = name
@@ -37,7 +37,8 @@ class OpenAISTT:
             segments = tuple(Segment(float(s["start"]), float(s["end"]), s["text"].strip())
                              for s in body.get("segments") or ())
             # OpenAI names the language ("english"), other servers give its code.
-            return Transcription(text=body["text"].strip(), language=body.get("language") or language or "",
+            return Transcription(text=body["text"].strip(),
+                                 language=language_code(body.get("language") or language or ""),
                                  duration=float(body.get("duration") or duration), segments=segments)
 
     def warm_up(self) -> None:

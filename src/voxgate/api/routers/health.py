@@ -18,7 +18,7 @@ async def healthz() -> dict:
 async def readyz(request: Request) -> dict:
     """200 once every default model is loaded and warmed up; 503 (with the reason) until then."""
     registry = get_pipeline(request).models
-    loaded = registry.loaded()
+    loaded = set(registry.loaded())
     missing = [name for name in registry.defaults.values() if name not in loaded]
     if missing:
         error = request.app.state.load_error

@@ -44,9 +44,8 @@ async def get_defaults(registry: ModelsDep) -> dict:
 async def set_defaults(body: DefaultsBody, registry: ModelsDep) -> dict:
     """Switch a role's default at run time (loaded first, so a failure keeps the old one).
     Start-up defaults come from the settings; a restart returns to them."""
-    for role in Role:
-        if name := getattr(body, role.value):
-            await asyncio.to_thread(registry.set_default, role, name)
+    wanted = {role: name for role in Role if (name := getattr(body, role.value))}
+    await asyncio.to_thread(registry.set_defaults, wanted)
     return {role.value: name for role, name in registry.defaults.items()}
 
 
@@ -100,8 +99,7 @@ async def create_model(body: CreateBody, registry: ModelsDep, user: UserDep, db:
     if body.persona:
         async with db.session() as session:
             spec = await repo.get_persona(session, user, body.persona)
-        fields.update(system=spec.system_prompt or None, voice=spec.voice, language=spec.language,
-                      temperature=spec.temperature, max_tokens=spec.max_tokens)
+        fields.update(spec.as_fields())
     fields.update(body.model_dump(include=set(fields), exclude_none=True))
     return _model_json(await asyncio.to_thread(registry.create, body.name, body.base, fields))
 

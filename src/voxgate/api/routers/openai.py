@@ -16,6 +16,7 @@ from voxgate.audio import MEDIA_TYPES, streaming_wav_header
 from voxgate.catalog import Role
 from voxgate.engines.base import ChatMessage, ChatResult
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
+from voxgate.pipeline import speakable
 from voxgate.subtitles import to_srt, to_vtt
 
 router = APIRouter(tags=["openai"])
@@ -62,15 +63,17 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
     WAV and PCM stream sentence by sentence as they are synthesized, so playback of a long
     text starts after its first sentence; the compressed formats are encoded whole.
     """
-    if not body.input.strip():
-        raise BadRequest("`input` is empty", code="empty_text")
+    if not speakable(body.input):
+        raise BadRequest("`input` has nothing to speak", code="empty_text")
     if len(body.input) > settings.max_text_chars:
         raise PayloadTooLarge(f"`input` is longer than {settings.max_text_chars} characters", code="text_too_long")
     voice = pipeline.models.known(Role.TTS, body.voice) or pipeline.models.known(Role.TTS, body.model)
     headers = {"X-Voxgate-Voice": voice or pipeline.models.defaults[Role.TTS]}
     if body.response_format in ("wav", "pcm"):
         chunks = pipeline.stream_speech(body.input, speed=body.speed, voice=voice)
-        first = await anext(chunks)  # errors (unknown voice, busy) are still plain JSON responses
+        first = await anext(chunks, None)  # errors (unknown voice, busy) are still plain JSON responses
+        if first is None:
+            raise BadRequest("`input` has nothing to speak", code="empty_text")
 
         async def stream() -> AsyncIterator[bytes]:
             if body.response_format == "wav":
