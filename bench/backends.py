@@ -67,7 +67,6 @@ def main() -> None:
 
     with console.status("LLM in-process"), registry.use(Role.LLM) as local:
         rows["LLM in-process (xllamacpp)"] = time_chat(local, RUNS)
-    registry.unload(settings.llm_model)  # free the cores' caches and memory for the server process
     proc, url = llama_server.start(Path(tempfile.mkdtemp(prefix="voxgate-bench-")))
     try:
         with console.status("LLM over HTTP"):
