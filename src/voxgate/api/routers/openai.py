@@ -64,7 +64,7 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
     text starts after its first sentence; the compressed formats are encoded whole.
     """
     if not speakable(body.input):
-        raise BadRequest("`input` has nothing to speak", code="empty_text")
+        raise BadRequest("`input` is empty or has nothing to speak", code="empty_text")
     if len(body.input) > settings.max_text_chars:
         raise PayloadTooLarge(f"`input` is longer than {settings.max_text_chars} characters", code="text_too_long")
     voice = pipeline.models.known(Role.TTS, body.voice) or pipeline.models.known(Role.TTS, body.model)
@@ -73,7 +73,7 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
         chunks = pipeline.stream_speech(body.input, speed=body.speed, voice=voice)
         first = await anext(chunks, None)  # errors (unknown voice, busy) are still plain JSON responses
         if first is None:
-            raise BadRequest("`input` has nothing to speak", code="empty_text")
+            raise BadRequest("`input` is empty or has nothing to speak", code="empty_text")
 
         async def stream() -> AsyncIterator[bytes]:
             if body.response_format == "wav":
