@@ -260,8 +260,8 @@ class Pipeline:
         voice = (await asyncio.to_thread(self.models.voice_for, language, request.voice)
                  if request.reply_as == "voice" else None)
         llm = request.model or self.models.defaults[Role.LLM]
-        models = {"stt": (request.audio is not None or None) and self.models.defaults[Role.STT], "llm": llm,
-                  "tts": voice}
+        stt = self.models.defaults[Role.STT] if request.audio is not None else None
+        models = {"stt": stt, "llm": llm, "tts": voice}
         return _Plan(language, voice, llm, models)
 
     def _chat_for(self, request: TurnInput, question: str, language: str | None) -> ChatRequest:
