@@ -1,18 +1,19 @@
 """Bounded lanes that run blocking model calls off the event loop.
 
-Each model role gets a lane: a small thread pool sized to what the model can do in
-parallel, plus a fixed number of waiting places. When every place is taken the lane
-refuses at once with 503 + Retry-After instead of letting latency grow without bound.
+Each model role gets a lane: a fixed number of places (what the model runs at once plus
+what may wait) on a `DeadlinePool` of threads. Lanes may share a pool: that is how the
+speech engines share the CPU budget. When every place is taken the lane refuses at once
+with 503 + Retry-After instead of letting latency grow without bound.
 """
 
 import asyncio
 import functools
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from voxgate.errors import Unavailable
+from voxgate.scheduler import DeadlinePool
 
 T = TypeVar("T")
 Emit = Callable[[object], bool]
@@ -20,10 +21,10 @@ _END = object()
 
 
 class Lane:
-    def __init__(self, name: str, *, workers: int, queue_size: int):
+    def __init__(self, name: str, *, pool: DeadlinePool, capacity: int):
         self.name = name
-        self.capacity = workers + queue_size
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"voxgate-{name}")
+        self.capacity = capacity
+        self._pool = pool
         self._in_flight = 0  # only touched on the event loop thread, so no lock
 
     @property
@@ -34,7 +35,8 @@ class Lane:
         return await self.submit(fn, *args, **kwargs)
 
     def submit(self, fn: Callable[..., T], *args, **kwargs) -> "asyncio.Future[T]":
-        """Start `fn` on the lane, or raise Unavailable at once when the lane is full."""
+        """Start `fn` on the lane, or raise Unavailable at once when the lane is full. The
+        work is due at the caller's `scheduler.due_at` deadline (default: now)."""
         if self._in_flight >= self.capacity:
             raise Unavailable(f"{self.name} is busy ({self.capacity} requests in progress); retry shortly",
                               code="busy")
@@ -75,6 +77,3 @@ class Lane:
 
     def _release(self) -> None:
         self._in_flight -= 1
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -89,7 +89,7 @@ def whisper():
     from voxgate.engines.whisper import WhisperSTT
     from voxgate.models import resolve
 
-    return WhisperSTT(*resolve("whisper-base", Role.STT, Settings().models_dir), threads=2)
+    return WhisperSTT(*resolve("whisper-base", Role.STT, Settings().models_dir), workers=1)
 
 
 def test_whisper_understands_the_french(french, whisper):

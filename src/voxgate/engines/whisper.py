@@ -9,9 +9,10 @@ from voxgate.engines.base import Segment, Transcription
 
 
 class WhisperSTT:
-    def __init__(self, name: str, path: Path, *, threads: int):
+    def __init__(self, name: str, path: Path, *, workers: int):
+        """One thread per transcription (the CPU budget runs `workers` of them at once)."""
         self.name = name
-        self._model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=threads)
+        self._model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=1, num_workers=workers)
         self.multilingual = self._model.model.is_multilingual
 
     def transcribe(
