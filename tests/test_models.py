@@ -48,7 +48,8 @@ def test_catalog_defaults_are_prepared_by_make(tmp_path):
     from voxgate.config import Settings
 
     settings = Settings()
-    for spec, role in ((settings.stt_model, Role.STT), (settings.llm_model, Role.LLM), (settings.tts_model, Role.TTS)):
+    for spec, role in ((settings.stt_model, Role.STT), (settings.llm_model, Role.LLM), (settings.tts_model, Role.TTS),
+                       (settings.turn_model, Role.TURN)):
         name, path = models.resolve(spec, role, settings.models_dir)
         assert path.exists() and name == spec
 

@@ -13,6 +13,7 @@ class Role(StrEnum):
     STT = "stt"
     LLM = "llm"
     TTS = "tts"
+    TURN = "turn"  # end-of-turn detection: has the speaker finished?
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class CatalogModel:
 
 
 # The file (or '.' for the directory) that a backend loads from a model's directory.
-ENTRYPOINTS = {Role.STT: ".", Role.LLM: "model.gguf", Role.TTS: "voice.onnx"}
+ENTRYPOINTS = {Role.STT: ".", Role.LLM: "model.gguf", Role.TTS: "voice.onnx", Role.TURN: "model.onnx"}
 
 
 def _split(package_prefix: str, version: str, count: int, path: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -136,6 +137,17 @@ CATALOG: dict[str, CatalogModel] = {
                           "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
             ),
             size_bytes=63_206_088,
+        ),
+        CatalogModel(
+            name="smart-turn-v3.2",
+            role=Role.TURN,
+            description="Smart Turn v3.2 (Daily): has the speaker finished? From the last 8 s of audio, ~40 ms",
+            license="BSD-2-Clause",
+            # The model ships inside pipecat's wheel; only this file is used, pipecat is never imported.
+            packages=("pipecat-ai==1.14.0",),
+            files=(ModelFile("model.onnx", ("pipecat-ai:pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",),
+                             "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"),),
+            size_bytes=8_679_182,
         ),
     )
 }

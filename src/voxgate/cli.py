@@ -110,7 +110,7 @@ def models_pull(
     """Install a model's packages if needed, then join and verify it in the cache directory."""
     settings = Settings()
     registry = Registry(settings)
-    for name in names or [settings.stt_model, settings.llm_model, settings.tts_model]:
+    for name in names or list(registry.defaults.values()):
         if name not in CATALOG and registry.role_of(name) is not None:
             continue  # a path, an imported or a remote model: nothing to pull
         with _bar() as bar:
@@ -129,7 +129,8 @@ def models_pull(
 @models_app.command("import")
 def models_import(
     name: str,
-    path: Annotated[Path, typer.Argument(help="GGUF file, faster-whisper directory, or Piper .onnx voice")],
+    path: Annotated[Path, typer.Argument(help="GGUF file, faster-whisper directory, Piper .onnx voice, "
+                                              "or Smart Turn .onnx")],
     role: Annotated[Role, typer.Option(help="What the model does")],
     sha256: Annotated[str | None, typer.Option(help="Expected sha256 of the main file")] = None,
 ) -> None:

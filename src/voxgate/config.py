@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     stt_model: str = "whisper-tiny.en"
     llm_model: str = "qwen2.5-coder-0.5b-instruct"
     tts_model: str = "piper-en_US-joe-medium"
+    turn_model: str = Field("smart-turn-v3.2", description="End-of-turn model, always local: a catalog name "
+                                                             "or a path to a Smart Turn .onnx file.")
     stt_url: str | None = None
     llm_url: str | None = None
     tts_url: str | None = None

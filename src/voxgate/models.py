@@ -157,9 +157,9 @@ def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: 
                  progress: Progress | None = None) -> dict:
     """Copy the user's model into the cache, verified; returns its manifest.
 
-    `source` is a GGUF file (llm), a faster-whisper model directory (stt), or a Piper
-    `.onnx` voice with its `.onnx.json` beside it (tts). `sha256`, when given, must match
-    the main file (the GGUF, model.bin or the .onnx).
+    `source` is a GGUF file (llm), a faster-whisper model directory (stt), a Piper
+    `.onnx` voice with its `.onnx.json` beside it (tts), or a Smart Turn `.onnx` (turn).
+    `sha256`, when given, must match the main file (the GGUF, model.bin or the .onnx).
     """
     check_name(name)
     if name in CATALOG or is_prepared(models_dir, name):
@@ -177,6 +177,10 @@ def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: 
                              code="bad_model_file")
         files = [SourceFile(p.name, (p,), sha256 if p.name == "model.bin" else None)
                  for p in sorted(source.iterdir()) if p.is_file()]
+    elif role == Role.TURN:
+        if not source.is_file() or source.suffix != ".onnx":
+            raise BadRequest(f"{source} is not an .onnx file", code="bad_model_file")
+        files = [SourceFile(ENTRYPOINTS[Role.TURN], (source,), sha256)]
     else:
         config = source.with_name(source.name + ".json")
         if source.suffix != ".onnx" or not config.is_file():

@@ -81,7 +81,7 @@ class Registry:
         self.settings = settings
         self.models_dir = settings.models_dir
         self.defaults: dict[Role, str] = {Role.STT: settings.stt_model, Role.LLM: settings.llm_model,
-                                          Role.TTS: settings.tts_model}
+                                          Role.TTS: settings.tts_model, Role.TURN: settings.turn_model}
         self._loaded: dict[str, _Loaded] = {}
         self._preparing: set[str] = set()
         self._lock = threading.Lock()
@@ -91,7 +91,7 @@ class Registry:
 
     def _remote(self, role: Role, name: str) -> str | None:
         """The backend kind ("openai", "ollama") when `name` is the role's configured remote model."""
-        backend = getattr(self.settings, f"{role.value}_backend")
+        backend = getattr(self.settings, f"{role.value}_backend", "local")  # turn detection is always local
         return backend if backend != "local" and name == getattr(self.settings, f"{role.value}_model") else None
 
     def role_of(self, name: str) -> Role | None:
@@ -173,6 +173,10 @@ class Registry:
             from voxgate.engines.llamacpp import LlamaCppLLM
 
             return LlamaCppLLM(display, path, threads=s.threads, context=s.llm_context, slots=s.llm_slots)
+        if role == Role.TURN:
+            from voxgate.engines.smart_turn import SmartTurn
+
+            return SmartTurn(display, path, threads=1)
         from voxgate.engines.piper import PiperTTS
 
         return PiperTTS(display, path)

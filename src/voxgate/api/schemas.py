@@ -270,7 +270,8 @@ class ImportBody(BaseModel):
     name: str = Field(max_length=64)
     role: Role
     path: str = Field(max_length=4096, description="On the server: a GGUF file (llm), a faster-whisper "
-                                                   "directory (stt) or a Piper .onnx with its .onnx.json (tts).")
+                                                   "directory (stt), a Piper .onnx with its .onnx.json (tts) "
+                                                   "or a Smart Turn .onnx (turn).")
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected sha256 of the main file.")
 
 
@@ -295,3 +296,4 @@ class DefaultsBody(BaseModel):
     stt: str | None = Field(None, max_length=4096)
     llm: str | None = Field(None, max_length=4096)
     tts: str | None = Field(None, max_length=4096)
+    turn: str | None = Field(None, max_length=4096)

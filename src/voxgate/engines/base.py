@@ -86,3 +86,12 @@ class TextToSpeech(Protocol):
     def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
         """Speak `text`, yielding audio sentence by sentence."""
         ...
+
+
+class TurnDetector(Protocol):
+    name: str
+
+    def completion(self, samples: np.ndarray) -> float:
+        """The probability (0..1) that the speaker has finished their turn, judged from the
+        utterance so far as 16 kHz mono float32 samples."""
+        ...
