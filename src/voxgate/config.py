@@ -70,9 +70,11 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Unload a model that is not a role's default after this long unused; 0: never."
     )
 
-    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 2, ge=1,
+        description="The CPU budget: threads for all local engines together (see `llm_threads`).")
     llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
-    llm_slots: int = Field(default=2, ge=1, description="LLM requests decoded in parallel.")
+    llm_slots: int = Field(default=4, ge=1, description="LLM requests decoded in parallel (sessions served at once).")
     queue_size: int = Field(default=8, ge=0, description="Requests that may wait per model before 503.")
     warmup: bool = True
 
@@ -93,6 +95,18 @@ class Settings(BaseSettings):
             if getattr(self, f"{role}_backend") != "local" and not getattr(self, f"{role}_url"):
                 raise ValueError(f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local")
         return self
+
+    @property
+    def llm_threads(self) -> int:
+        """The local LLM's share of the budget: half (it decodes the whole reply), or none
+        when the LLM runs on a remote engine."""
+        return max(1, self.threads // 2) if self.llm_backend == "local" else 0
+
+    @property
+    def speech_threads(self) -> int:
+        """Threads for everything else: decoding, STT, turn decisions, TTS, encoding. Each
+        runs one single-threaded call at a time, so they never ask for more than this."""
+        return max(1, self.threads - self.llm_threads)
 
     @property
     def models_dir(self) -> Path:

@@ -26,6 +26,7 @@ from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
 from voxgate.lanes import Lane
 from voxgate.languages import base_language, language_name
 from voxgate.registry import Registry
+from voxgate.scheduler import DeadlinePool, due_at
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,13 @@ class TextDelta:
 
 @dataclass(frozen=True)
 class SpokenChunk:
-    """One clause of the reply, encoded in the requested voice format."""
+    """One clause of the reply, encoded in the requested voice format (and as int16 `pcm`)."""
 
     audio: bytes
     sample_rate: int
     text: str
     index: int
+    pcm: np.ndarray
 
     def to_json(self, voice_format: str) -> dict:
         """The chunk as JSON for text-only transports (SSE, WebSocket messages)."""
@@ -139,21 +141,27 @@ class _Stopwatch:
 
 
 _END = object()
+_PLAYBACK_MARGIN = 0.5  # seconds of audio a client should still have queued when the next clause arrives
 
 
 class Pipeline:
     def __init__(self, models: Registry, settings: Settings):
         self.models = models
         self.settings = settings
-        queue = settings.queue_size
-        self.decode_lane = Lane("the audio decoder", workers=2, queue_size=queue)
-        self.stt_lane = Lane("the speech-to-text model", workers=1, queue_size=queue)
-        self.llm_lane = Lane("the language model", workers=settings.llm_slots, queue_size=queue)
-        self.tts_lane = Lane("the text-to-speech model", workers=1, queue_size=queue)
+        # The speech engines share the CPU budget's speech threads, most urgent work first;
+        # the LLM's lane threads only wait on llama.cpp (or a remote engine), which has its own.
+        self.speech_pool = DeadlinePool("speech", settings.speech_threads)
+        self.llm_pool = DeadlinePool("llm", settings.llm_slots)
+        places = settings.speech_threads + settings.queue_size
+        self.decode_lane = Lane("the audio decoder", pool=self.speech_pool, capacity=places)
+        self.stt_lane = Lane("the speech-to-text model", pool=self.speech_pool, capacity=places)
+        self.llm_lane = Lane("the language model", pool=self.llm_pool, capacity=settings.llm_slots + settings.queue_size)
+        self.tts_lane = Lane("the text-to-speech model", pool=self.speech_pool, capacity=places)
+        self.turn_lane = Lane("the end-of-turn model", pool=self.speech_pool, capacity=places)
 
     def close(self) -> None:
-        for lane in (self.decode_lane, self.stt_lane, self.llm_lane, self.tts_lane):
-            lane.close()
+        self.speech_pool.close()
+        self.llm_pool.close()
 
     # Stages, each usable on its own (the OpenAI-compatible endpoints call them directly).
 
@@ -210,6 +218,10 @@ class Pipeline:
 
     async def encode(self, pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         return await self.tts_lane.run(audio.encode, pcm, sample_rate, fmt)
+
+    async def turn_completion(self, samples: np.ndarray) -> float:
+        """How likely the speaker has finished their turn (0..1), judged from 16 kHz audio."""
+        return await self.turn_lane.run(self._on, Role.TURN, None, lambda model: model.completion(samples))
 
     # The whole turn.
 
@@ -335,15 +347,20 @@ class Pipeline:
 
         async def synthesize() -> None:
             tts_ms = 0.0
+            needed_at: float | None = None  # when the client will have played what it has
             while (piece := await pieces.get()) is not None:
                 begin = time.perf_counter()
-                pcm, rate = await self.speak(piece, voice=plan.voice)
-                data = await self.encode(pcm, rate, request.voice_format)
+                # The first clause is due now; a later one only before the audio ahead of it
+                # runs out, so another session's first clause may go first.
+                with due_at(None if needed_at is None else needed_at - _PLAYBACK_MARGIN):
+                    pcm, rate = await self.speak(piece, voice=plan.voice)
+                    data = await self.encode(pcm, rate, request.voice_format)
                 tts_ms += (time.perf_counter() - begin) * 1000
                 firsts.setdefault("first_audio", since_start())
+                needed_at = max(needed_at or 0.0, time.monotonic()) + len(pcm) / rate
                 spoken.append(pcm)
                 rates.append(rate)
-                events.put_nowait(SpokenChunk(data, rate, piece, len(spoken) - 1))
+                events.put_nowait(SpokenChunk(data, rate, piece, len(spoken) - 1, pcm))
             clock.ms["tts"] = round(tts_ms, 1)
 
         tasks = [asyncio.create_task(generate())] + ([asyncio.create_task(synthesize())] if voice else [])
@@ -360,7 +377,7 @@ class Pipeline:
                             timings={**clock.ms, **firsts, "total": since_start()}, input_container=container,
                             voice=plan.voice, models=plan.models)
         if voice and spoken:
-            result.speech = audio.encode(np.concatenate(spoken), rates[0], "wav")
+            result.speech = await self.encode(np.concatenate(spoken), rates[0], "wav")
             result.speech_format, result.sample_rate = "wav", rates[0]
         yield TurnDone(result)
 

@@ -1,35 +1,75 @@
-"""One realtime voice session: microphone audio in, VAD, streamed turns out, barge-in.
+"""One realtime voice session: microphone audio in, turn-taking, streamed replies out.
 
-The session is transport-agnostic: it gets audio and control messages, and sends JSON
-events through an async `send` (the WebSocket router awaits the socket's drain there, so
-a slow client slows its own session down instead of growing buffers). Each session owns
-its detector and at most one running turn; closing it cancels that turn.
+How a turn goes:
+1. The VAD finds speech. At its first short pause (`pause_ms`) the session starts on the
+   answer at once (STT, the LLM, the first clause's voice), but holds everything back.
+2. It asks whether the turn is over: the Smart Turn model judges the audio (`smart`), or a
+   longer silence must pass (`silence`, or `smart` after a "not finished" verdict).
+3. Confirmed: `speech.stopped`, then whatever is ready goes out at once and the rest
+   streams. Speech resumed before that: the held work is dropped, nothing is sent or
+   stored, the LLM slot is freed.
+
+Speech while a reply plays is judged before it interrupts: our own voice coming back
+through the speakers (`echo.py`) and short acknowledgements ("mm-hmm") leave the reply
+alone; anything else stops it, and the stored reply keeps what the client already got.
+
+The session is transport-agnostic: it sends JSON events through an async `send` (the
+WebSocket router awaits the socket's drain there, so a slow client slows only its own
+session). Every buffer it holds is bounded; closing it cancels all its work.
 """
 
 import asyncio
 import contextlib
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 
 from voxgate import audio
 from voxgate.config import Settings
-from voxgate.errors import BadRequest, VoxgateError, internal_error
+from voxgate.echo import EchoGuard
+from voxgate.errors import BadRequest, PayloadTooLarge, VoxgateError, internal_error
 from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.db import Database
 from voxgate.store.tables import User
-from voxgate.turns import commit_turn, load_context
-from voxgate.vad import SpeechDetector
+from voxgate.turns import TurnContext, commit_turn, load_context
+from voxgate.vad import RATE, SpeechDetector
 
 log = logging.getLogger("voxgate")
 Send = Callable[[dict], Awaitable[None]]
 
+# Speech over a reply that lasts longer than this is an interruption, whatever it says.
+BACKCHANNEL_MAX_MS = 700
+_BACKCHANNEL_WORDS = frozenset(
+    "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split())
+ECHO_CHECK_EVERY = RATE * 3 // 20  # re-judge speech over a reply every 150 ms of it
+MAX_UTTERANCE_SECONDS = 60.0
+# Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
+_BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
+
+
+_DANGLING_WORDS = frozenset("the a an and or but my your our their his her because um uh of to".split())
+
+
+def ends_unfinished(text: str) -> bool:
+    """'What is the capital of': words cannot end there, whatever the voice did."""
+    words = re.findall(r"[a-z']+", text.lower())
+    return bool(words) and words[-1] in _DANGLING_WORDS
+
+
+def is_backchannel(text: str) -> bool:
+    """'Mm-hmm.', 'Okay.', 'Yeah, right.': a listener's acknowledgement, not a request."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return len(words) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
+
 
 @dataclass
 class SessionOptions:
-    """Set by the client's `session.start` message."""
+    """Set by the client's `session.start` message (see `api.schemas.RealtimeStart`)."""
 
     conversation_id: str | None = None
     persona: str | None = None
@@ -41,15 +81,171 @@ class SessionOptions:
     input_format: str = "pcm16"  # or "container": each binary message is a whole recording
     sample_rate: int = 16_000
     vad_threshold: float = 0.5
+    turn_detection: Literal["smart", "silence"] = "smart"
+    pause_ms: int = 200
     silence_ms: int = 700
+    max_silence_ms: int = 2_000
+    turn_threshold: float = 0.5
+    echo: Literal["ignore", "interrupt"] = "ignore"
+    backchannels: Literal["ignore", "interrupt"] = "ignore"
+
+    @property
+    def end_ms(self) -> int:
+        """Silence after which a turn is over whatever was decided at its pause."""
+        return self.silence_ms if self.turn_detection == "silence" else self.max_silence_ms
 
 
 @dataclass
-class _Reply:
-    """What of the running reply has reached the client, for trimming on barge-in."""
+class _Sent:
+    """What of a reply has reached the user, for trimming on barge-in."""
 
     text: list[str] = field(default_factory=list)
-    spoken: list[str] = field(default_factory=list)
+    spoken: list[tuple[float, str]] = field(default_factory=list)  # (when it starts playing, clause)
+
+    def heard_by(self, moment: float) -> str:
+        """The clauses whose playback had begun at `moment`."""
+        return " ".join(text for start, text in self.spoken if start <= moment)
+
+
+_END = object()
+
+
+class _Turn:
+    """One answer in the making. It may start before the turn is confirmed; until then
+    nothing reaches the client or the store, and cancelling it leaves no trace."""
+
+    def __init__(self, session: "RealtimeSession", request: TurnInput, speech_end_at: float | None,
+                 samples: np.ndarray | None = None):
+        self.session = session
+        self.request = request
+        self.samples = samples  # the user's speech, for a pcm16 turn
+        self.speech_end_at = speech_end_at
+        self.confirmed = asyncio.Event()
+        self.confirmed_at: float | None = None
+        self.first_audio_at: float | None = None
+        self.heard: Heard | None = None
+        self.transcript: str | None = None  # known before the turn is confirmed
+        self.transcribed = asyncio.Event()  # set once the transcript is known (or never will be)
+        self.sent = _Sent()
+        self.task = asyncio.create_task(self._run())
+
+    @property
+    def running(self) -> bool:
+        return not self.task.done()
+
+    def confirm(self) -> None:
+        self.confirmed_at = time.monotonic()
+        self.confirmed.set()
+
+    async def cancel(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _run(self) -> None:
+        session = self.session
+        try:
+            context = await load_context(session.db, session.user, conversation_id=session.options.conversation_id,
+                                         persona_name=session.options.persona)
+            outbox: asyncio.Queue = asyncio.Queue()
+            producer = asyncio.create_task(self._produce(session.pipeline.stream_turn(context.apply(self.request)),
+                                                         outbox))
+            try:
+                await self.confirmed.wait()
+                while (event := await outbox.get()) is not _END:
+                    if isinstance(event, BaseException):
+                        raise event
+                    await self._deliver(context, event)
+            except asyncio.CancelledError:
+                if self.confirmed.is_set():
+                    await self._store_interrupted(context)
+                raise
+            finally:
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+        except VoxgateError as exc:
+            await self.confirmed.wait()  # a speculative turn reports nothing until it is a turn
+            await session.send({"type": "error", **exc.envelope()})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("realtime turn failed")
+            await self.confirmed.wait()
+            await session.send({"type": "error", **internal_error().envelope()})
+
+    async def _produce(self, events, outbox: asyncio.Queue) -> None:
+        """Run the pipeline ahead of delivery, so work done before confirmation is ready."""
+        try:
+            async for event in events:
+                if isinstance(event, Heard):
+                    self.transcript = event.text
+                self.transcribed.set()
+                outbox.put_nowait(event)
+            outbox.put_nowait(_END)
+        except Exception as exc:  # delivered (and raised) in order, after confirmation
+            outbox.put_nowait(exc)
+        finally:
+            self.transcribed.set()
+
+    async def _deliver(self, context: TurnContext, event) -> None:
+        session = self.session
+        match event:
+            case Heard(text, language):
+                self.heard = event
+                await session.send({"type": "transcript", "text": text, "language": language})
+            case TextDelta(text):
+                await session.send({"type": "text", "delta": text})
+                self.sent.text.append(text)
+                if session.options.reply_as == "text":
+                    session.reply_began()
+            case SpokenChunk():
+                session.reply_began()
+                self.first_audio_at = self.first_audio_at or time.monotonic()
+                await session.send({"type": "audio", **event.to_json(session.options.voice_format)})
+                self.sent.spoken.append((await session.played(event), event.text))
+            case TurnDone(result):
+                # The turn lasts until the user has heard it: talking over the rest of the
+                # audio interrupts it, and the stored reply is what they heard.
+                await asyncio.sleep(max(0.0, session.playing_until - time.monotonic()))
+                result.timings.update(self._wait_timings())
+                await self._finish(context, result, "done")
+
+    def _wait_timings(self) -> dict[str, float | None]:
+        """From the end of the user's speech: until the turn was confirmed, until first audio."""
+        def since_speech(moment: float | None) -> float | None:
+            if moment is None or self.speech_end_at is None:
+                return None
+            return round((moment - self.speech_end_at) * 1000, 1)
+
+        return {"turn_wait": since_speech(self.confirmed_at), "speech_to_audio": since_speech(self.first_audio_at)}
+
+    async def _finish(self, context: TurnContext, result: TurnResult, kind: str) -> None:
+        session = self.session
+        stored = await commit_turn(session.db, session.settings, context, self.request, result)
+        session.options.conversation_id = stored.conversation_id  # the next turn continues it
+        await session.send({"type": kind, **stored.summary()})
+
+    async def _store_interrupted(self, context: TurnContext) -> None:
+        """Keep the turn as far as the user got it: the clauses spoken (voice) or text sent."""
+        sent, heard = self.sent, self.heard
+        reply = (sent.heard_by(time.monotonic()) if self.session.options.reply_as == "voice"
+                 else "".join(sent.text).strip())
+        if not reply or (self.request.audio is not None and heard is None):
+            return  # nothing of the reply reached the user: nothing to remember
+        result = TurnResult(transcript=heard.text if heard else None, reply=reply,
+                            language=heard.language if heard else None,
+                            timings={"interrupted": True, **self._wait_timings()})
+        # Shielded: the task is being cancelled, but the partial turn must still be written.
+        await asyncio.shield(self._finish(context, result, "interrupted"))
+
+
+@dataclass
+class _Overlap:
+    """Speech heard while a reply plays, not yet judged an interruption."""
+
+    echo: bool = False
+    checked: int = 0  # samples of the utterance judged so far
 
 
 class RealtimeSession:
@@ -58,100 +254,181 @@ class RealtimeSession:
         self.pipeline, self.db, self.settings, self.user = pipeline, db, settings, user
         self.options = options
         self.send = send
-        self.detector = SpeechDetector(threshold=options.vad_threshold, silence_ms=options.silence_ms)
-        self._turn: asyncio.Task | None = None
-        # Speech whose turn got no reply yet: a pause mid-question ("What is..., and why?")
-        # ends an utterance, and the continuation must not lose the first part.
+        self.detector = SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
+                                       end_ms=options.end_ms, max_seconds=MAX_UTTERANCE_SECONDS)
+        self.echo = EchoGuard()
+        self._reply: _Turn | None = None  # the confirmed turn, running or done
+        self._pending: _Turn | None = None  # started at a pause, not yet confirmed
+        self._decision: asyncio.Task | None = None  # the end-of-turn model judging `_pending`
+        self._overlap: _Overlap | None = None
+        self.playing_until = 0.0  # when the client will have played the audio sent so far
+        # Speech whose turn got no reply yet: if the user goes on after a turn was wrongly
+        # confirmed, the continuation is heard together with the first part.
         self._unanswered = np.zeros(0, np.float32)
+
+    # Input.
 
     async def on_audio(self, data: bytes) -> None:
         if self.options.input_format == "container":
-            await self._start_turn(TurnInput(audio=data))
+            await self._drop_pending()
+            await self._start(TurnInput(audio=data), speech_end_at=None)
             return
         if len(data) % 2:
             raise BadRequest("pcm16 audio must be whole 16-bit samples")
         samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768
-        if self.options.sample_rate != audio.STT_SAMPLE_RATE:
-            samples = audio.resample(samples, self.options.sample_rate, audio.STT_SAMPLE_RATE)
+        if self.options.sample_rate != RATE:
+            samples = audio.resample(samples, self.options.sample_rate, RATE)
         for event in await asyncio.to_thread(self.detector.feed, samples):  # VAD is a model: off the loop
-            if event == "start":
-                await self.send({"type": "speech.started"})
-                await self.interrupt()  # barge-in: the user talks over the reply
-            else:
-                await self.send({"type": "speech.stopped"})
-                utterance = self._unanswered = np.concatenate([self._unanswered, self.detector.take_utterance()])
-                wav = audio.encode((utterance * 32767).astype(np.int16), audio.STT_SAMPLE_RATE, "wav")
-                await self._start_turn(TurnInput(audio=wav))
+            await self._on_speech(event)
+        if self._overlap is not None and self.detector.speaking:
+            await self._judge_overlap(paused=False)
 
     async def on_text(self, text: str) -> None:
-        await self.interrupt()
-        await self._start_turn(TurnInput(text=text))
+        await self._drop_pending()
+        await self._start(TurnInput(text=text), speech_end_at=None)
 
     async def interrupt(self) -> None:
         """Stop the running reply now; its stored part is what the client already got."""
-        if self._turn and not self._turn.done():
-            self._turn.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._turn
+        if self._reply is not None and self._reply.running:
+            await self._reply.cancel()
+        self.playing_until = 0.0
+        self.echo.clear()
 
     async def close(self) -> None:
+        await self._drop_pending()
         await self.interrupt()
 
-    async def _start_turn(self, turn: TurnInput) -> None:
+    # Called by a turn as it delivers.
+
+    def reply_began(self) -> None:
+        self._unanswered = np.zeros(0, np.float32)
+
+    async def played(self, chunk: SpokenChunk) -> float:
+        """Track the reply audio the client plays (to know its echo and when it ends);
+        returns when this chunk starts playing."""
+        starts = max(self.playing_until, time.monotonic())
+        self.playing_until = starts + len(chunk.pcm) / chunk.sample_rate
+        if self.options.echo == "ignore":
+            self.echo.sent(await asyncio.to_thread(audio.resample, chunk.pcm.astype(np.float32) / 32768,
+                                                   chunk.sample_rate, RATE))
+        return starts
+
+    # Turn-taking.
+
+    async def _on_speech(self, event: str) -> None:
+        if event == "start":
+            await self.send({"type": "speech.started"})
+            if self._reply is not None and self._reply.running:
+                sent = self._reply.sent
+                if sent.spoken if self.options.reply_as == "voice" else sent.text:
+                    self._overlap = _Overlap()  # judged as it goes on
+                else:
+                    await self.interrupt()  # nothing said yet: the user simply went on talking
+        elif event == "pause":
+            if self._overlap is not None:
+                await self._judge_overlap(paused=True)
+            if self._overlap is None and self.detector.speaking:
+                await self._speculate()
+        elif event == "resume":
+            await self._drop_pending()
+        elif event == "end":
+            self._overlap = None
+            if self._pending is not None:
+                await self._confirm(self._pending)
+        elif event == "overflow":
+            await self._drop_pending()
+            self._overlap, self._unanswered = None, np.zeros(0, np.float32)
+            error = PayloadTooLarge(f"an utterance longer than {MAX_UTTERANCE_SECONDS:.0f} s was dropped; "
+                                    "pause between questions", code="utterance_too_long")
+            await self.send({"type": "error", **error.envelope()})
+
+    async def _judge_overlap(self, *, paused: bool) -> None:
+        """Speech during a reply: echo and acknowledgements leave it alone; else interrupt."""
+        overlap, options = self._overlap, self.options
+        heard = self.detector.utterance()
+        if options.echo == "ignore" and (paused or len(heard) - overlap.checked >= ECHO_CHECK_EVERY):
+            overlap.checked = len(heard)
+            overlap.echo = await asyncio.to_thread(self.echo.is_echo, heard[-RATE:])
+        if overlap.echo:
+            if paused:  # the echo's "utterance" is over: forget it
+                self.detector.finish()
+                self._overlap = None
+            return
+        if options.backchannels == "interrupt" or self.detector.speech_ms > BACKCHANNEL_MAX_MS:
+            await self._barge_in()
+        elif paused:
+            said = await self.pipeline.transcribe(audio.DecodedAudio(heard, "pcm"), language=options.language,
+                                                  prompt=_BACKCHANNEL_PROMPT)
+            if not said.text or is_backchannel(said.text):
+                self.detector.finish()  # "mm-hmm": the reply goes on
+                self._overlap = None
+            else:
+                await self._barge_in()
+
+    async def _barge_in(self) -> None:
+        self._overlap = None
         await self.interrupt()
+
+    async def _speculate(self) -> None:
+        """Start answering at the pause, in case the turn is over."""
+        await self._drop_pending()
+        samples = np.concatenate([self._unanswered, self.detector.at_pause])[-int(MAX_UTTERANCE_SECONDS * RATE):]
+        wav = await asyncio.to_thread(audio.encode, (samples * 32767).astype(np.int16), RATE, "wav")
+        speech_end_at = time.monotonic() - self.detector.quiet_ms / 1000
+        turn = self._pending = self._new_turn(TurnInput(audio=wav), speech_end_at, samples)
+        if self.options.turn_detection == "smart":
+            self._decision = asyncio.create_task(self._decide(turn))
+
+    async def _decide(self, turn: _Turn) -> None:
+        try:
+            complete = await self.pipeline.turn_completion(turn.samples)
+        except Exception:  # no verdict (busy, or no model): the silence bound still ends the turn
+            log.exception("the end-of-turn model gave no verdict")
+            return
+        if complete < self.options.turn_threshold:
+            return
+        # The words too: a sentence that stops on "the" or "of" is unfinished however it
+        # sounded. The transcript is needed for the answer anyway, so this costs no time
+        # before the first audio.
+        await turn.transcribed.wait()
+        if turn.transcript and ends_unfinished(turn.transcript):
+            return
+        if self._pending is turn:
+            self._decision = None  # this task is finishing: _confirm must not cancel it
+            await self._confirm(turn)
+
+    async def _confirm(self, turn: _Turn) -> None:
+        self._pending = None
+        await self._cancel_decision()
+        await self.interrupt()
+        self.detector.finish()  # what the user says next is a new utterance
+        self._unanswered = turn.samples if turn.samples is not None else np.zeros(0, np.float32)
+        await self.send({"type": "speech.stopped"})
+        self._reply = turn
+        turn.confirm()
+
+    async def _drop_pending(self) -> None:
+        await self._cancel_decision()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending.cancel()
+
+    async def _cancel_decision(self) -> None:
+        if self._decision is not None:
+            decision, self._decision = self._decision, None
+            decision.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await decision
+
+    def _new_turn(self, turn: TurnInput, speech_end_at: float | None, samples: np.ndarray | None = None) -> _Turn:
         options = self.options
-        turn = self.pipeline.expand_model(replace(
+        request = self.pipeline.expand_model(replace(
             turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
             voice=options.voice, language=options.language))
-        self._turn = asyncio.create_task(self._run_turn(turn))
+        return _Turn(self, request, speech_end_at, samples)
 
-    async def _run_turn(self, turn: TurnInput) -> None:
-        options = self.options
-        sent = _Reply()
-        heard: Heard | None = None
-        try:
-            context = await load_context(self.db, self.user, conversation_id=options.conversation_id,
-                                         persona_name=options.persona)
-            events = self.pipeline.stream_turn(context.apply(turn))
-            try:
-                async for event in events:
-                    match event:
-                        case Heard(text, language):
-                            heard = event
-                            await self.send({"type": "transcript", "text": text, "language": language})
-                        case TextDelta(text):
-                            self._unanswered = np.zeros(0, np.float32)  # the reply has begun
-                            await self.send({"type": "text", "delta": text})
-                            sent.text.append(text)
-                        case SpokenChunk():
-                            await self.send({"type": "audio", **event.to_json(options.voice_format)})
-                            sent.spoken.append(event.text)
-                        case TurnDone(result):
-                            await self._finish(context, turn, result, "done")
-            except asyncio.CancelledError:
-                await events.aclose()
-                await self._store_interrupted(context, turn, heard, sent)
-                raise
-        except VoxgateError as exc:
-            await self.send({"type": "error", **exc.envelope()})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("realtime turn failed")
-            await self.send({"type": "error", **internal_error().envelope()})
-
-    async def _finish(self, context, turn: TurnInput, result: TurnResult, kind: str) -> None:
-        stored = await commit_turn(self.db, self.settings, context, turn, result)
-        self.options.conversation_id = stored.conversation_id  # the next turn continues it
-        await self.send({"type": kind, **stored.summary()})
-
-    async def _store_interrupted(self, context, turn: TurnInput, heard: Heard | None, sent: _Reply) -> None:
-        """Keep the turn as far as the user got it: the clauses spoken (voice) or text sent."""
-        reply = " ".join(sent.spoken) if self.options.reply_as == "voice" else "".join(sent.text).strip()
-        if not reply or (turn.audio is not None and heard is None):
-            return  # nothing of the reply reached the user: nothing to remember
-        result = TurnResult(transcript=heard.text if heard else None, reply=reply,
-                            language=heard.language if heard else None, timings={"interrupted": True})
-        # Shielded: the task is being cancelled, but the partial turn must still be written.
-        await asyncio.shield(self._finish(context, turn, result, "interrupted"))
-
+    async def _start(self, turn: TurnInput, *, speech_end_at: float | None) -> None:
+        """A turn that needs no decision (typed, or a whole recording): answer now."""
+        await self.interrupt()
+        self._reply = self._new_turn(turn, speech_end_at)
+        self._reply.confirm()

@@ -168,11 +168,11 @@ class Registry:
         if role == Role.STT:
             from voxgate.engines.whisper import WhisperSTT
 
-            return WhisperSTT(display, path, threads=s.threads)
+            return WhisperSTT(display, path, workers=s.speech_threads)
         if role == Role.LLM:
             from voxgate.engines.llamacpp import LlamaCppLLM
 
-            return LlamaCppLLM(display, path, threads=s.threads, context=s.llm_context, slots=s.llm_slots)
+            return LlamaCppLLM(display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots)
         if role == Role.TURN:
             from voxgate.engines.smart_turn import SmartTurn
 

@@ -251,7 +251,21 @@ class RealtimeStart(BaseModel):
     input_format: Literal["pcm16", "container"] = "pcm16"
     sample_rate: int = Field(16_000, ge=8_000, le=96_000, description="Rate of pcm16 input.")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    silence_ms: int = Field(700, ge=100, le=5_000, description="Silence that ends an utterance.")
+    turn_detection: Literal["smart", "silence"] = Field(
+        "smart", description="`smart`: at the first pause the Smart Turn model decides whether the turn is over; "
+                             "`silence`: a turn ends after `silence_ms` of silence.")
+    pause_ms: int = Field(200, ge=60, le=2_000, description="Silence at which work on the answer starts (and "
+                                                            "`smart` decides).")
+    silence_ms: int = Field(700, ge=100, le=5_000, description="`silence` detection: silence that ends a turn.")
+    max_silence_ms: int = Field(2_000, ge=200, le=10_000, description="`smart` detection: silence that ends a "
+                                                                      "turn the model judged unfinished.")
+    turn_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Smart Turn probability that ends a turn.")
+    echo: Literal["ignore", "interrupt"] = Field(
+        "ignore", description="The reply's own voice heard back through the microphone: ignored, or treated as "
+                              "speech.")
+    backchannels: Literal["ignore", "interrupt"] = Field(
+        "ignore", description="Short acknowledgements (\"mm-hmm\", \"okay\") during a reply: ignored, or an "
+                              "interruption.")
 
 
 # Models

@@ -1,0 +1,50 @@
+"""Is what the microphone hears our own reply coming back through the speakers?
+
+The server knows every sample of the reply it sent. When speech shows up while a reply
+plays, the heard audio is compared with the recent reply audio by normalized
+cross-correlation over every lag: echo is a (scaled, delayed) copy of it and correlates
+strongly at one lag, while a person talking over it does not. Scale does not matter, so
+an echo at -12 dB or -30 dB is recognised alike; a person louder than the echo drowns the
+correlation and counts as a real interruption.
+"""
+
+import numpy as np
+
+RATE = 16_000
+
+
+class EchoGuard:
+    def __init__(self, *, keep_seconds: float = 20.0, threshold: float = 0.5):
+        self.threshold = threshold
+        self._keep = int(keep_seconds * RATE)
+        self._sent = np.zeros(0, np.float32)
+
+    def sent(self, samples: np.ndarray) -> None:
+        """Remember reply audio (16 kHz float32) sent to the client; keeps the newest only."""
+        self._sent = np.concatenate([self._sent, samples])[-self._keep:]
+
+    def clear(self) -> None:
+        self._sent = np.zeros(0, np.float32)
+
+    def similarity(self, heard: np.ndarray) -> float:
+        """The highest normalized correlation of `heard` with any stretch of sent audio (0..1)."""
+        if len(heard) < RATE // 10 or not len(self._sent):
+            return 0.0
+        # Silence after the reply: the heard stretch may end after the echo did.
+        ref = np.concatenate([self._sent, np.zeros(len(heard), np.float32)])
+        heard = heard - heard.mean()
+        energy = float(np.dot(heard, heard))
+        if energy <= 1e-9:
+            return 0.0
+        size = 1 << (len(ref) + len(heard)).bit_length()
+        # Correlation at every lag at once, through the FFT.
+        corr = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(heard, size)), size)[: len(ref) - len(heard) + 1]
+        # Energy of each stretch of `ref` the length of `heard` (a sliding sum of squares).
+        squares = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
+        windows = squares[len(heard):] - squares[: len(ref) - len(heard) + 1]
+        score = np.abs(corr) / np.sqrt(np.maximum(windows, 1e-9) * energy)
+        score[windows < 1e-6 * len(heard)] = 0.0  # silent stretches of the reply match nothing
+        return float(score.max())
+
+    def is_echo(self, heard: np.ndarray) -> bool:
+        return self.similarity(heard) >= self.threshold
