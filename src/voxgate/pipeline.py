@@ -42,6 +42,7 @@ class TurnInput:
     model: str | None = None  # the LLM; None: the default
     voice: str | None = None  # None: the default voice if it speaks the reply's language, else one that does
     history: tuple[ChatMessage, ...] = ()  # earlier turns of the conversation, oldest first
+    samples: np.ndarray | None = None  # `audio` already decoded (16 kHz float32): realtime speech
 
 
 @dataclass
@@ -239,8 +240,11 @@ class Pipeline:
                     code="text_too_long",
                 )
             return question, None, None
-        with clock.stage("decode"):
-            decoded = await self.decode(request.audio)
+        if request.samples is not None:
+            decoded = audio.DecodedAudio(request.samples, "wav")
+        else:
+            with clock.stage("decode"):
+                decoded = await self.decode(request.audio)
         with clock.stage("stt"):
             heard = await self.transcribe(decoded, language=request.language)
         if not heard.text:
@@ -372,6 +376,7 @@ class Pipeline:
             await finished
         finally:
             finished.cancel()  # cancels whichever of the two is still running
+            finished.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved"
 
         result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=plan.language,
                             timings={**clock.ms, **firsts, "total": since_start()}, input_container=container,

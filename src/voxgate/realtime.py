@@ -114,11 +114,9 @@ class _Turn:
     """One answer in the making. It may start before the turn is confirmed; until then
     nothing reaches the client or the store, and cancelling it leaves no trace."""
 
-    def __init__(self, session: "RealtimeSession", request: TurnInput, speech_end_at: float | None,
-                 samples: np.ndarray | None = None):
+    def __init__(self, session: "RealtimeSession", request: TurnInput, speech_end_at: float | None):
         self.session = session
         self.request = request
-        self.samples = samples  # the user's speech, for a pcm16 turn
         self.speech_end_at = speech_end_at
         self.confirmed = asyncio.Event()
         self.confirmed_at: float | None = None
@@ -375,13 +373,13 @@ class RealtimeSession:
         samples = np.concatenate([self._unanswered, self.detector.at_pause])[-int(MAX_UTTERANCE_SECONDS * RATE):]
         wav = await asyncio.to_thread(audio.encode, (samples * 32767).astype(np.int16), RATE, "wav")
         speech_end_at = time.monotonic() - self.detector.quiet_ms / 1000
-        turn = self._pending = self._new_turn(TurnInput(audio=wav), speech_end_at, samples)
+        turn = self._pending = self._new_turn(TurnInput(audio=wav, samples=samples), speech_end_at)
         if self.options.turn_detection == "smart":
             self._decision = asyncio.create_task(self._decide(turn))
 
     async def _decide(self, turn: _Turn) -> None:
         try:
-            complete = await self.pipeline.turn_completion(turn.samples)
+            complete = await self.pipeline.turn_completion(turn.request.samples)
         except Exception:  # no verdict (busy, or no model): the silence bound still ends the turn
             log.exception("the end-of-turn model gave no verdict")
             return
@@ -402,7 +400,7 @@ class RealtimeSession:
         await self._cancel_decision()
         await self.interrupt()
         self.detector.finish()  # what the user says next is a new utterance
-        self._unanswered = turn.samples if turn.samples is not None else np.zeros(0, np.float32)
+        self._unanswered = turn.request.samples if turn.request.samples is not None else np.zeros(0, np.float32)
         await self.send({"type": "speech.stopped"})
         self._reply = turn
         turn.confirm()
@@ -420,12 +418,12 @@ class RealtimeSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await decision
 
-    def _new_turn(self, turn: TurnInput, speech_end_at: float | None, samples: np.ndarray | None = None) -> _Turn:
+    def _new_turn(self, turn: TurnInput, speech_end_at: float | None) -> _Turn:
         options = self.options
         request = self.pipeline.expand_model(replace(
             turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
             voice=options.voice, language=options.language))
-        return _Turn(self, request, speech_end_at, samples)
+        return _Turn(self, request, speech_end_at)
 
     async def _start(self, turn: TurnInput, *, speech_end_at: float | None) -> None:
         """A turn that needs no decision (typed, or a whole recording): answer now."""

@@ -24,9 +24,9 @@ def models_server(tmp_path_factory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("models")
     cache = workdir / "cache"
     (cache / "models").mkdir(parents=True)
-    shared = Settings().models_dir
-    for name in ("whisper-tiny.en", DEFAULT_LLM, "piper-en_US-joe-medium"):
-        (cache / "models" / name).symlink_to(shared / name)
+    settings = Settings()
+    for name in (settings.stt_model, settings.llm_model, settings.tts_model, settings.turn_model):
+        (cache / "models" / name).symlink_to(settings.models_dir / name)
     server = start_server(workdir, VOXGATE_CACHE_DIR=str(cache), VOXGATE_IDLE_UNLOAD_SECONDS="2")
     yield server
     stop_server(server)
@@ -68,7 +68,7 @@ def test_list_shows_role_source_size_license_state_and_defaults(user):
     assert listed["qwen2.5-coder-1.5b-instruct"]["state"] == "available"
     assert not listed["qwen2.5-coder-1.5b-instruct"]["default"]
     assert user.get("/v1/models/defaults").json() == {
-        "stt": "whisper-tiny.en", "llm": DEFAULT_LLM, "tts": "piper-en_US-joe-medium"}
+        "stt": "whisper-tiny.en", "llm": DEFAULT_LLM, "tts": "piper-en_US-joe-medium", "turn": "smart-turn-v3.2"}
 
 
 def test_changes_need_an_admin(user):

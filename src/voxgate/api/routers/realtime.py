@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 from pydantic import ValidationError
 
 from voxgate.api.deps import authenticate, get_pipeline
@@ -27,7 +28,12 @@ async def realtime(ws: WebSocket) -> None:
     await ws.accept(subprotocol=_SUBPROTOCOL if _SUBPROTOCOL in offered else None)
 
     async def send(message: dict) -> None:
-        await ws.send_json(message)  # awaits the socket's drain: backpressure on a slow client
+        if ws.client_state != WebSocketState.CONNECTED:
+            return  # the client left; the receive loop ends the session
+        try:
+            await ws.send_json(message)  # awaits the socket's drain: backpressure on a slow client
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # it left while we sent
 
     session = None
     try:
