@@ -30,8 +30,10 @@ class EchoGuard:
         """The highest normalized correlation of `heard` with any stretch of sent audio (0..1)."""
         if len(heard) < RATE // 10 or not len(self._sent):
             return 0.0
-        # Silence after the reply: the heard stretch may end after the echo did.
-        ref = np.concatenate([self._sent, np.zeros(len(heard), np.float32)])
+        # Silence around the reply: the heard stretch may begin before the echo did (the
+        # first words of a reply) or end after it.
+        silence = np.zeros(len(heard), np.float32)
+        ref = np.concatenate([silence, self._sent, silence])
         heard = heard - heard.mean()
         energy = float(np.dot(heard, heard))
         if energy <= 1e-9:
