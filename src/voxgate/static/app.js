@@ -1,21 +1,24 @@
-// voxgate web client: a plain ES module with no build step and no dependencies. It talks to
-// the /v1 API with fetch(), records with MediaRecorder and plays replies with Web Audio.
+// voxgate web client: a plain ES module with no build step and no dependencies. Push-to-talk,
+// typed questions and uploads go to POST /v1/chat (MediaRecorder, replies streamed as SSE);
+// hands-free streams the microphone over the realtime socket /v1/realtime, where the server
+// takes the turns. Replies play with Web Audio.
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "voxgate.token";
-const HOLD_MS = 350;      // a press longer than this is push-to-talk; shorter is a click
-const SILENCE_MS = 800;   // hands-free: this much quiet ends an utterance
-const MIN_SPEECH_MS = 250; // hands-free: shorter bursts (a cough, a door) are dropped
+const HOLD_MS = 350; // a press longer than this is push-to-talk; shorter is a click
+const FRAME_MS = 20; // hands-free: microphone audio goes out in frames this long
+const CAPTURE_WORKLET = "/static/capture-worklet.js";
 // Opus in WebM (Chromium, Firefox) or Ogg (older Firefox, Safari); else the browser's default.
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus"];
 
-// Read by the browser tests; updated as reply audio chunks start playing.
-const stats = (window.voxgateStats = { chunksPlayed: 0, lastTranscript: "", lastReply: "" });
+// Read by the browser tests; updated as reply audio chunks start playing. lastTurn is the
+// latest turn, filled in as it goes (see beginTurn).
+const stats = (window.voxgateStats = { chunksPlayed: 0, lastTranscript: "", lastReply: "", lastTurn: null });
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY), // per tab, gone when the tab closes
   conversationId: null, // null: the next turn starts a new conversation
-  busy: false,          // one turn at a time keeps the conversation in order
+  turn: null,           // the reply in the making: one at a time keeps the conversation in order
   offline: false,
   handsFree: false,
 };
@@ -63,12 +66,13 @@ async function reconnect() {
   if (state.token || !$("app").hidden) {
     await loadConversations().catch(report);
     if (state.conversationId) await openConversation(state.conversationId).catch(report);
+    if (state.handsFree && !live.socket) connectLive();
   }
 }
 
 // ---------------------------------------------------------------- API
 
-async function api(path, { method = "GET", json, form, auth = true } = {}) {
+async function api(path, { method = "GET", json, form, auth = true, signal } = {}) {
   const headers = {};
   if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
   let body = form; // for FormData the browser writes the multipart boundary itself
@@ -76,8 +80,8 @@ async function api(path, { method = "GET", json, form, auth = true } = {}) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(json);
   }
-  const response = await fetch(path, { method, headers, body }).catch((err) => {
-    throw new ConnectionLost(err.message);
+  const response = await fetch(path, { method, headers, body, signal }).catch((err) => {
+    throw err.name === "AbortError" ? err : new ConnectionLost(err.message);
   });
   if (!response.ok) {
     const error = new ApiError(response.status, await response.json().catch(() => null));
@@ -94,7 +98,9 @@ async function* sseEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
-    const chunk = await reader.read().catch((err) => { throw new ConnectionLost(err.message); });
+    const chunk = await reader.read().catch((err) => {
+      throw err.name === "AbortError" ? err : new ConnectionLost(err.message);
+    });
     if (chunk.done) return;
     // Normalise line ends; a \r at the very end may be half of a \r\n, so it waits.
     buffer = (buffer + chunk.value).replace(/\r\n|\r(?!$)/g, "\n");
@@ -197,6 +203,7 @@ async function openConversation(id) {
   $("messages").replaceChildren();
   for (const m of c.messages) addMessage(m.role, m.role === "user" ? m.transcript ?? m.text : m.text);
   setTimeout(() => $("messages").setAttribute("aria-live", "polite"), 0);
+  syncLive();
   await loadConversations();
   setStatus(`Opened “${$("chat-title").textContent}”.`);
 }
@@ -207,6 +214,7 @@ function newConversation() {
   $("messages").replaceChildren();
   if (state.defaultPersona) $("persona").value = state.defaultPersona;
   for (const b of $("conversations").querySelectorAll("[aria-current]")) b.removeAttribute("aria-current");
+  syncLive();
 }
 
 async function deleteConversation(id, title) {
@@ -234,69 +242,185 @@ function addMessage(role, text) {
 
 // ---------------------------------------------------------------- one turn
 
-async function sendTurn(input) {
-  if (state.busy) return setStatus("Please wait for the current reply.");
-  state.busy = true;
-  $("upload").disabled = $("send").disabled = true;
+// A turn is the reply in the making, whichever way it comes: an SSE stream (push-to-talk,
+// typed questions, uploads) or the realtime socket (hands-free). Both name their events
+// alike. `spoken`: the question was the user's voice, so its end is when they stopped talking.
+function beginTurn(via, { spoken = false, userText = null } = {}) {
+  if (state.turn) dropTurn(state.turn);
+  const turn = {
+    via, endedAt: performance.now(), reply: null, abort: null, stopped: false, finished: false,
+    stats: { via, spoken, speechToAudioMs: null, timings: null, models: null, stopped: false },
+  };
+  state.turn = turn;
+  stats.lastTurn = turn.stats;
   showAlert("");
   player.reset();
+  $("turn-stats").textContent = "";
+  if (userText) addMessage("user", userText);
+  controls();
+  return turn;
+}
+
+function onReplyEvent(turn, type, data) {
+  // A stopped turn's last messages, already on their way, are dropped; its end is news.
+  if (turn.stopped && type !== "done" && type !== "interrupted") return;
+  if (type === "transcript") {
+    stats.lastTranscript = data.text;
+    addMessage("user", data.text);
+    setStatus("Thinking…");
+  } else if (type === "text") {
+    if (!turn.reply) {
+      turn.reply = addMessage("assistant", "");
+      // Announce the reply once complete, not word by word.
+      $("messages").setAttribute("aria-busy", "true");
+      setStatus("Answering…");
+    }
+    turn.reply.textContent += data.delta;
+    stats.lastReply = turn.reply.textContent;
+  } else if (type === "audio") {
+    player.add(data.audio, (startsAt) => {
+      if (turn.stats.speechToAudioMs !== null) return;
+      turn.stats.speechToAudioMs = Math.round(startsAt - turn.endedAt);
+      if (turn.finished) showTurnStats(turn.stats);
+    });
+  } else if (type === "done" || type === "interrupted") {
+    finishTurn(turn, data, type === "interrupted" ? "interrupted" : null);
+  } else if (type === "error") {
+    throw new ApiError(500, data);
+  }
+}
+
+// The server stored the turn (`done`), or as much of it as the user heard (`interrupted`).
+function finishTurn(turn, data, stopped) {
+  turn.finished = true;
+  (turn.reply ??= addMessage("assistant", "")).textContent = stats.lastReply = data.reply;
+  if (stopped) markStopped(turn, stopped);
+  Object.assign(turn.stats, { timings: data.timings ?? null, models: data.models ?? null });
+  showTurnStats(turn.stats);
+  if (turn.via === "realtime") live.conversationId = data.conversation_id; // the session goes on in it
+  state.conversationId = data.conversation_id;
+  if (state.turn === turn) {
+    if (stopped) {
+      player.reset();
+      setStatus("Interrupted.");
+    } else {
+      player.finish();
+      setStatus(turn.via === "sse" ? `Answered in ${((performance.now() - turn.endedAt) / 1000).toFixed(1)} s.`
+                                   : "Answered. Speak whenever you like.");
+    }
+    leaveTurn(turn);
+  }
+  // A first turn created the conversation (titled after the question): list it.
+  loadConversations().then((listed) => {
+    const title = listed.find((c) => c.id === data.conversation_id)?.title;
+    if (title && state.conversationId === data.conversation_id) $("chat-title").textContent = title;
+  }).catch(report);
+  syncLive();
+}
+
+// The turn is no longer the page's: its controls are free again.
+function leaveTurn(turn) {
+  if (state.turn !== turn) return;
+  state.turn = null;
+  $("messages").removeAttribute("aria-busy");
+  controls();
+}
+
+// Another turn takes over (the user spoke while an upload was answered, or the socket
+// closed): this one is abandoned without a word to the server, which knows already.
+function dropTurn(turn) {
+  turn.stopped = true;
+  markStopped(turn, "interrupted");
+  turn.abort?.abort();
+  player.reset();
+  leaveTurn(turn);
+}
+
+function markStopped(turn, how) {
+  turn.stats.stopped = true;
+  const item = turn.reply?.parentElement;
+  if (!item || item.classList.contains("stopped")) return;
+  item.classList.add("stopped");
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = ` (${how})`;
+  item.append(note);
+}
+
+// The Stop button and Esc: silence the reply at once, and stop its making.
+function stopReply() {
+  const turn = state.turn;
+  if (!turn) return player.stop(); // a finished reply still playing, or a replay
+  turn.stopped = true;
+  markStopped(turn, "stopped");
+  if (turn.via === "sse") {
+    turn.abort.abort(); // the server stops at the next token and keeps nothing of the turn
+    setStatus("Stopped. An unfinished answer is not saved.");
+  } else {
+    // The server keeps what the user heard and says so with `interrupted` (unless nothing was).
+    live.stopping = turn;
+    live.send({ type: "response.cancel" });
+    setStatus("Stopped.");
+  }
+  player.reset();
+  leaveTurn(turn);
+  showTurnStats(turn.stats); // the stage times follow with `interrupted`, if the server sends one
+}
+
+// Small, after each turn: how soon the voice came, the stage times, the models.
+const STAGES = [["turn_wait", "turn"], ["stt", "STT"], ["llm", "LLM"], ["tts", "TTS"]];
+
+function showTurnStats(turnStats) {
+  const { timings, models, spoken, speechToAudioMs } = turnStats;
+  const t = timings ?? {};
+  const ms = (value) => Math.round(value);
+  const firstAudio = t.speech_to_audio ?? speechToAudioMs; // the server's measure if it has one
+  const parts = [];
+  if (firstAudio != null) parts.push(`first audio ${ms(firstAudio)} ms after ${spoken ? "you stopped" : "sending"}`);
+  for (const [key, label] of STAGES) if (t[key] != null) parts.push(`${label} ${ms(t[key])}`);
+  const names = Object.values(models ?? {}).filter(Boolean);
+  if (names.length) parts.push(names.join(" / "));
+  $("turn-stats").textContent = parts.join(" · ");
+  // Every number in the tooltip: the server's stage times, and the time this page measured.
+  const details = Object.entries(t).filter(([, v]) => typeof v === "number")
+    .map(([key, value]) => `${key.replaceAll("_", " ")}: ${ms(value)} ms`);
+  if (speechToAudioMs != null) {
+    const from = turnStats.via === "realtime" && spoken ? "the end of the turn" : "sending";
+    details.push(`playing here ${speechToAudioMs} ms after ${from}`);
+  }
+  $("turn-stats").title = details.join("\n");
+}
+
+function controls() {
+  $("upload").disabled = $("send").disabled = state.turn !== null;
+  $("stop").disabled = state.turn === null && !player.isPlaying();
+}
+
+async function sendTurn(input) {
+  if (state.turn) return setStatus("Please wait for the current reply.");
+  if (input.text && live.ready) return sendLiveText(input.text); // hands-free: on its socket
+  const turn = beginTurn("sse", { spoken: Boolean(input.spoken), userText: input.text });
+  turn.abort = new AbortController();
   const form = new FormData();
   const fields = { reply_as: "voice", voice_format: "wav", stream: "true", persona: $("persona").value };
   if (state.conversationId) fields.conversation_id = state.conversationId;
   for (const [key, value] of Object.entries(fields)) form.append(key, value);
-  if (input.text) {
-    form.append("text", input.text);
-    addMessage("user", input.text);
-  } else {
-    form.append("audio", input.audio, input.audio.name || `speech.${input.audio.type.includes("ogg") ? "ogg" : "webm"}`);
-  }
+  if (input.text) form.append("text", input.text);
+  else form.append("audio", input.audio, input.audio.name || `speech.${input.audio.type.includes("ogg") ? "ogg" : "webm"}`);
   setStatus(input.text ? "Thinking…" : "Transcribing…");
-  let reply = null;
-  let done = false;
-  const sentAt = performance.now();
   try {
-    const response = await api("/v1/chat", { method: "POST", form });
+    const response = await api("/v1/chat", { method: "POST", form, signal: turn.abort.signal });
     if (!response.headers.get("content-type")?.startsWith("text/event-stream")) {
       throw new Error("the server did not stream its reply (is it an older voxgate?)");
     }
-    for await (const { event, data } of sseEvents(response)) {
-      if (event === "transcript") {
-        stats.lastTranscript = data.text;
-        addMessage("user", data.text);
-        setStatus("Thinking…");
-      } else if (event === "text") {
-        if (!reply) {
-          reply = addMessage("assistant", "");
-          // Announce the reply once complete, not word by word.
-          $("messages").setAttribute("aria-busy", "true");
-          setStatus("Answering…");
-        }
-        reply.textContent += data.delta;
-        stats.lastReply = reply.textContent;
-      } else if (event === "audio") {
-        player.add(data.audio);
-      } else if (event === "done") {
-        done = true;
-        (reply ??= addMessage("assistant", "")).textContent = stats.lastReply = data.reply;
-        state.conversationId = data.conversation_id;
-        player.finish();
-        setStatus(`Answered in ${((performance.now() - sentAt) / 1000).toFixed(1)} s.`);
-        // A first turn created the conversation (titled after the question): list it.
-        const listed = await loadConversations().catch(report);
-        const title = listed?.find((c) => c.id === data.conversation_id)?.title;
-        if (title) $("chat-title").textContent = title;
-      } else if (event === "error") {
-        throw new ApiError(500, data);
-      }
-    }
-    if (!done) throw new ConnectionLost("the reply stream ended early");
+    for await (const { event, data } of sseEvents(response)) onReplyEvent(turn, event, data);
+    if (!turn.finished) throw new ConnectionLost("the reply stream ended early");
   } catch (err) {
+    if (turn.stopped) return; // stopped by the user, or another turn took over
     setStatus("No answer.");
     report(err);
   } finally {
-    $("messages").removeAttribute("aria-busy");
-    $("upload").disabled = $("send").disabled = false;
-    state.busy = false;
+    leaveTurn(turn);
   }
 }
 
@@ -329,7 +453,8 @@ const player = {
     $("download").removeAttribute("href");
   },
 
-  add(base64) {
+  // onStart(when): called as the chunk starts playing, with its start on performance.now()'s clock.
+  add(base64, onStart) {
     const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
     this.wavs.push(bytes);
     const generation = this.generation;
@@ -339,12 +464,12 @@ const player = {
       .then((buffer) => {
         if (generation !== this.generation) return;
         this.buffers.push(buffer);
-        this.schedule(buffer);
+        this.schedule(buffer, onStart);
       })
       .catch((err) => showAlert(`Could not play part of the reply: ${err.message}`));
   },
 
-  schedule(buffer) {
+  schedule(buffer, onStart) {
     const ctx = audioContext();
     const rate = Number($("speed").value);
     const source = ctx.createBufferSource();
@@ -354,11 +479,20 @@ const player = {
     const start = Math.max(ctx.currentTime + 0.05, this.nextTime);
     source.start(start);
     this.nextTime = start + buffer.duration / rate;
-    const timer = setTimeout(() => { if (ctx.state === "running") stats.chunksPlayed += 1; },
-                             (start - ctx.currentTime) * 1000);
+    const delay = (start - ctx.currentTime) * 1000;
+    const startsAt = performance.now() + delay;
+    const timer = setTimeout(() => {
+      if (ctx.state !== "running") return;
+      stats.chunksPlayed += 1;
+      onStart?.(startsAt);
+    }, delay);
     const entry = { source, timer };
     this.playing.push(entry);
-    source.onended = () => { this.playing = this.playing.filter((e) => e !== entry); };
+    source.onended = () => {
+      this.playing = this.playing.filter((e) => e !== entry);
+      controls();
+    };
+    controls();
   },
 
   stop() {
@@ -369,6 +503,7 @@ const player = {
     }
     this.playing = [];
     this.nextTime = 0;
+    controls();
   },
 
   isPlaying() { return this.playing.length > 0; },
@@ -420,25 +555,29 @@ function joinWavs(wavs) {
 
 // ---------------------------------------------------------------- microphone
 
-const mic = { stream: null, ctx: null, analyser: null, timer: 0, recorder: null, chunks: [] };
+const mic = { stream: null, ctx: null, source: null, analyser: null, worklet: null, timer: 0, recorder: null, chunks: [] };
 
 async function openMic() {
   if (mic.stream) return;
   if (!navigator.mediaDevices?.getUserMedia) {
     throw new Error("the microphone needs a secure page: open voxgate over HTTPS or on localhost");
   }
-  mic.stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+  // The browser's echo cancellation keeps most of the reply's own voice out of hands-free
+  // input; the server recognises what is left.
+  mic.stream = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+  });
   // Its own context at the microphone's rate: some Firefox versions refuse to connect a
   // stream to a context running at another rate.
   const rate = mic.stream.getAudioTracks()[0].getSettings().sampleRate;
   mic.ctx = new AudioContext(rate ? { sampleRate: rate } : {});
   mic.ctx.resume();
+  mic.source = mic.ctx.createMediaStreamSource(mic.stream);
   mic.analyser = mic.ctx.createAnalyser();
   mic.analyser.fftSize = 1024;
-  mic.ctx.createMediaStreamSource(mic.stream).connect(mic.analyser);
-  // A timer, not requestAnimationFrame, which stops in a background tab: hands-free mode
-  // should keep listening there.
-  mic.timer = setInterval(listen, 50);
+  mic.source.connect(mic.analyser);
+  // A timer, not requestAnimationFrame, which stops in a background tab.
+  mic.timer = setInterval(showLevel, 50);
 }
 
 // Release the microphone whenever it is not needed, so the browser's "recording" indicator
@@ -447,7 +586,7 @@ function closeMic() {
   clearInterval(mic.timer);
   mic.stream?.getTracks().forEach((track) => track.stop());
   mic.ctx?.close();
-  Object.assign(mic, { stream: null, ctx: null, analyser: null, recorder: null });
+  Object.assign(mic, { stream: null, ctx: null, source: null, analyser: null, worklet: null, recorder: null });
   $("level").value = 0;
 }
 
@@ -476,48 +615,22 @@ function stopRecording() {
 async function finishRecording() {
   const audio = await stopRecording();
   if (!state.handsFree) closeMic();
-  await sendTurn({ audio });
+  await sendTurn({ audio, spoken: true });
 }
 
-// The level meter, and hands-free voice detection on the same level (RMS of 1024 samples).
-const vad = { floor: 0.01, startedAt: 0, quietSince: 0 };
-
-function listen() {
+// The level meter: RMS of the last 1024 samples.
+function showLevel() {
   if (!mic.analyser) return;
   const samples = new Float32Array(mic.analyser.fftSize);
   mic.analyser.getFloatTimeDomainData(samples);
   const level = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
   $("level").value = Math.min(1, level * 5);
-  if (!state.handsFree || state.busy || player.isPlaying()) return; // never record our own reply
-  // Speech is a level well above the room's noise floor; ending needs it to drop lower
-  // again (hysteresis), so a soft word trailing off does not cut the sentence.
-  const start = Math.max(0.02, vad.floor * 3);
-  const now = performance.now();
-  if (!mic.recorder) {
-    if (level > start) {
-      startRecording();
-      vad.startedAt = now;
-      vad.quietSince = 0;
-    } else {
-      vad.floor = 0.95 * vad.floor + 0.05 * level;
-    }
-  } else if (level > start * 0.6) {
-    vad.quietSince = 0;
-  } else if (!vad.quietSince) {
-    vad.quietSince = now;
-  } else if (now - vad.quietSince > SILENCE_MS) {
-    if (vad.quietSince - vad.startedAt < MIN_SPEECH_MS) {
-      stopRecording(); // a click or a cough: drop it
-      setStatus("Hands-free: listening.");
-    } else {
-      finishRecording().catch(report);
-    }
-  }
 }
 
 async function setHandsFree(on) {
   state.handsFree = on;
   if (!on) {
+    closeLive();
     if (mic.recorder) await stopRecording();
     closeMic();
     return setStatus("Hold Space or the Talk button to speak.");
@@ -525,12 +638,138 @@ async function setHandsFree(on) {
   audioContext();
   try {
     await openMic();
-    setStatus("Hands-free: just start speaking; a pause sends.");
+    await (mic.worklet ??= mic.ctx.audioWorklet.addModule(CAPTURE_WORKLET));
+    if (!state.handsFree) return; // switched off meanwhile
+    connectLive();
   } catch (err) {
     state.handsFree = $("hands-free").checked = false;
     closeMic();
     report(err);
   }
+}
+
+// ---------------------------------------------------------------- hands-free: the realtime socket
+
+// The microphone streams 16-bit PCM from an AudioWorklet, in 20 ms frames, over
+// /v1/realtime. The server finds where turns end, starts answering at the first pause, and
+// judges speech over a reply (its own voice coming back, an "mm-hmm", or a real
+// interruption), so the microphone stays on while the reply plays.
+const live = {
+  socket: null, node: null, ready: false, error: null,
+  conversationId: null, persona: null, // what the session was started with
+  stopping: null, // a turn the user stopped: the server may still say what it kept
+  send(message) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  },
+};
+
+function connectLive() {
+  const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/realtime`;
+  // A browser cannot set headers on a WebSocket: the token travels as a subprotocol.
+  const socket = new WebSocket(url, state.token ? ["voxgate", `bearer.${state.token}`] : ["voxgate"]);
+  Object.assign(live, { socket, ready: false, stopping: null, error: null,
+                        conversationId: state.conversationId, persona: $("persona").value });
+  setStatus("Hands-free: connecting…");
+  socket.onopen = () => live.send({
+    type: "session.start", conversation_id: live.conversationId, persona: live.persona,
+    reply_as: "voice", voice_format: "wav", input_format: "pcm16", sample_rate: mic.ctx.sampleRate,
+  });
+  socket.onmessage = (e) => { if (socket === live.socket) onLiveMessage(JSON.parse(e.data)); };
+  socket.onclose = (e) => { if (socket === live.socket) onLiveClosed(e); };
+}
+
+function streamMic() {
+  const node = new AudioWorkletNode(mic.ctx, "pcm16-capture", {
+    numberOfInputs: 1, numberOfOutputs: 0,
+    processorOptions: { frameSamples: Math.round((mic.ctx.sampleRate * FRAME_MS) / 1000) },
+  });
+  const socket = live.socket;
+  node.port.onmessage = (e) => { if (socket.readyState === WebSocket.OPEN) socket.send(e.data); };
+  mic.source.connect(node);
+  live.node = node;
+}
+
+function onLiveMessage(message) {
+  const turn = state.turn?.via === "realtime" ? state.turn : null;
+  switch (message.type) {
+    case "session.ready":
+      live.ready = true;
+      streamMic();
+      setStatus("Hands-free: just start speaking. You can talk over the reply.");
+      break;
+    case "speech.started":
+      if (!state.turn) setStatus("Listening…");
+      break;
+    case "speech.stopped": // the turn is over: its answer follows
+      live.stopping = null;
+      beginTurn("realtime", { spoken: true });
+      setStatus("Transcribing…");
+      break;
+    case "transcript":
+    case "text":
+    case "audio":
+      if (!turn) break; // the last words of a reply the user stopped
+      live.stopping = null; // a new turn's first message: the stopped one has had its say
+      onReplyEvent(turn, message.type, message);
+      break;
+    case "done":
+    case "interrupted": {
+      const ended = live.stopping ?? turn;
+      live.stopping = null;
+      if (ended) finishTurn(ended, message, message.type === "interrupted" ? "interrupted" : null);
+      break;
+    }
+    case "error":
+      live.error = message.error;
+      if (turn) dropTurn(turn);
+      if (message.error?.code === "no_speech") { // a cough, a door: the VAD heard a sound, Whisper no words
+        setStatus("Sorry, I did not catch that. Please say it again.");
+        break;
+      }
+      if (turn) setStatus("No answer.");
+      showAlert(`Server error: ${message.error?.message}`);
+      break;
+  }
+}
+
+function onLiveClosed(event) {
+  const { ready, error } = live;
+  closeLive();
+  if (event.code === 1008) return signOut("Your session has expired: please sign in again.");
+  if (!ready && error) { // the server refused the session: trying again would not help
+    state.handsFree = $("hands-free").checked = false;
+    closeMic();
+    return;
+  }
+  report(new ConnectionLost(`the realtime connection closed (${event.code})`)); // reconnects
+}
+
+// Stop streaming and close the session; a reply in the making on it is abandoned.
+function closeLive() {
+  const { socket, node } = live;
+  Object.assign(live, { socket: null, node: null, ready: false, stopping: null });
+  if (node) {
+    node.port.onmessage = null;
+    mic.source?.disconnect(node);
+  }
+  socket?.close();
+  if (state.turn?.via === "realtime") dropTurn(state.turn);
+}
+
+// A session belongs to one conversation and persona: another choice starts a new session.
+function syncLive() {
+  if (!live.socket || (live.conversationId === state.conversationId && live.persona === $("persona").value)) return;
+  closeLive();
+  connectLive();
+}
+
+// A typed question in hands-free mode goes over the socket too, so its reply takes part in
+// the session's turn-taking.
+function sendLiveText(text) {
+  beginTurn("realtime", { userText: text });
+  live.stopping = null;
+  live.send({ type: "input.text", text });
+  setStatus("Thinking…");
 }
 
 // Push-to-talk: holding the button (or Space) records until release; a short press is a
@@ -539,9 +778,9 @@ const ptt = { pressedAt: 0, starting: null };
 
 async function press() {
   audioContext();
-  if (mic.recorder) return finishRecording(); // the second click, or hands-free's utterance
+  if (mic.recorder) return finishRecording(); // the second click
   if (state.handsFree) return setStatus("Hands-free is on: just start speaking.");
-  if (state.busy) return setStatus("Please wait for the current reply.");
+  if (state.turn) return setStatus("Please wait for the current reply.");
   if (ptt.starting) return;
   ptt.pressedAt = performance.now();
   ptt.starting = openMic().then(() => { startRecording(); return true; }, (err) => {
@@ -576,6 +815,7 @@ function wire() {
     await api("/v1/me/settings", { method: "PUT", json: { default_persona: $("persona").value } });
     state.defaultPersona = $("persona").value;
     setStatus(`Persona: ${$("persona").value}.`);
+    syncLive();
   }));
   $("hands-free").addEventListener("change", safe(() => setHandsFree($("hands-free").checked)));
 
@@ -615,11 +855,20 @@ function wire() {
     e.preventDefault();
     audioContext();
     const text = $("text").value.trim();
-    if (!text || state.busy) return;
+    if (!text || state.turn) return;
     $("text").value = "";
     sendTurn({ text });
   });
   $("replay").addEventListener("click", () => player.replay());
+  $("stop").addEventListener("click", () => {
+    stopReply();
+    $("mic").focus(); // the focused button is disabled now
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || $("app").hidden || (!state.turn && !player.isPlaying())) return;
+    e.preventDefault();
+    stopReply();
+  });
 }
 
 async function boot() {
