@@ -202,7 +202,7 @@ def ask(
                 text=text, audio=audio.read_bytes() if audio else None, reply_as="voice" if voice else "text",
             ))
         finally:
-            pipeline.close()
+            await asyncio.to_thread(pipeline.close)
         if result.transcript is not None:
             console.print(f"[bold]you:[/] {result.transcript}")
         print(result.reply)

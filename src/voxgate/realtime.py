@@ -44,7 +44,6 @@ Send = Callable[[dict], Awaitable[None]]
 
 # Speech over a reply that lasts longer than this is an interruption, whatever it says.
 BACKCHANNEL_MAX_MS = 700
-FIRST_WORDS_MS = 300  # speech over a reply that is transcribed before it ends
 _BACKCHANNEL_WORDS = frozenset(
     "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split())
 ECHO_CHECK_EVERY = RATE * 3 // 20  # re-judge speech over a reply every 150 ms of it
@@ -245,7 +244,6 @@ class _Overlap:
 
     echo: bool = False
     checked: int = 0  # samples of the utterance judged so far
-    listened: bool = False  # its first words were transcribed
 
 
 class RealtimeSession:
@@ -356,16 +354,16 @@ class RealtimeSession:
             return
         if options.backchannels == "interrupt" or self.detector.speech_ms > BACKCHANNEL_MAX_MS:
             await self._barge_in()
-        elif paused or (not overlap.listened and self.detector.speech_ms >= FIRST_WORDS_MS):
-            # Its first words decide early: "Stop" need not wait for the pause after it.
-            overlap.listened = True
+        elif paused:
+            # Short speech: its words decide. (Transcribing its first 300 ms instead, before
+            # the pause, gained ~80 ms in the benchmark and heard "mm-hmm" as words.)
             said = await self.pipeline.transcribe(audio.DecodedAudio(heard, "pcm"), language=options.language,
                                                   prompt=_BACKCHANNEL_PROMPT)
-            if said.text and not is_backchannel(said.text):
-                await self._barge_in()
-            elif paused:
+            if not said.text or is_backchannel(said.text):
                 self.detector.finish()  # "mm-hmm": the reply goes on
                 self._overlap = None
+            else:
+                await self._barge_in()
 
     async def _barge_in(self) -> None:
         self._overlap = None

@@ -92,11 +92,15 @@ class DeadlinePool:
             except BaseException as exc:  # handed to the caller, who re-raises it
                 job.future.set_exception(exc)
 
-    def close(self) -> None:
-        """Drop waiting jobs (their callers see a cancellation) and let the threads end."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Drop waiting jobs (their callers see a cancellation) and wait for running ones
+        to end: native engines must not be torn down under a thread still inside them."""
         with self._ready:
             self._closed = True
             jobs, self._jobs = self._jobs, []
             self._ready.notify_all()
         for job in jobs:
             job.future.cancel()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)

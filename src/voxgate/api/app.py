@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if unloader:
             unloader.cancel()
         await loading
-        app.state.pipeline.close()
+        await asyncio.to_thread(app.state.pipeline.close)  # waits for model calls still running
         await app.state.db.close()
 
     app = FastAPI(
