@@ -62,11 +62,6 @@ class DeadlinePool:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def waiting(self) -> int:
-        with self._ready:
-            return len(self._jobs)
-
     def submit(self, fn: Callable[[], object], deadline: float | None = None) -> Future:
         future: Future = Future()
         with self._ready:
