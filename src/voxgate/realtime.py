@@ -402,7 +402,7 @@ class RealtimeSession:
         await self._cancel_decision()
         await self.interrupt()
         self.detector.finish()  # what the user says next is a new utterance
-        self._unanswered = turn.request.samples if turn.request.samples is not None else np.zeros(0, np.float32)
+        self._unanswered = turn.request.samples  # only speculative (pcm16) turns are confirmed here
         await self.send({"type": "speech.stopped"})
         self._reply = turn
         turn.confirm()

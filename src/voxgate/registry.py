@@ -176,7 +176,7 @@ class Registry:
         if role == Role.TURN:
             from voxgate.engines.smart_turn import SmartTurn
 
-            return SmartTurn(display, path, threads=1)
+            return SmartTurn(display, path)
         from voxgate.engines.piper import PiperTTS
 
         return PiperTTS(display, path)

@@ -54,7 +54,7 @@ def _prepared(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def smart_turn() -> SmartTurn:
-    engine = SmartTurn(MODEL, _prepared(MODEL), threads=1)
+    engine = SmartTurn(MODEL, _prepared(MODEL))
     engine.warm_up()
     return engine
 

@@ -4,8 +4,9 @@ how the utterance sounds (intonation, pace, a trailing "um"), not from silence a
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 from faster_whisper.feature_extractor import FeatureExtractor
+
+from voxgate.engines.onnx import single_thread_session
 
 SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 8  # the model hears the last 8 s: 800 frames of 10 ms
@@ -13,14 +14,9 @@ _WINDOW = WINDOW_SECONDS * SAMPLE_RATE
 
 
 class SmartTurn:
-    def __init__(self, name: str, path: Path, *, threads: int = 1):
+    def __init__(self, name: str, path: Path):
         self.name = name
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                     providers=["CPUExecutionProvider"])
+        self._session = single_thread_session(path)
         features = self._session.get_inputs()[0]
         self._input = features.name
         mel_bins = features.shape[1] if isinstance(features.shape[1], int) else 80
