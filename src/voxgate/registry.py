@@ -209,10 +209,11 @@ class Registry:
                 entry.last_used = time.monotonic()
 
     def load(self, name: str) -> None:
+        """Load on request; an explicit load restarts the model's idle clock."""
         if custom := self.custom(name):
             name = custom.base
         role = self.role_of(name)
-        self._load(role, self.require(role, name))
+        self._load(role, self.require(role, name)).last_used = time.monotonic()
 
     def load_defaults(self) -> "Registry":
         for role in Role:
@@ -250,7 +251,12 @@ class Registry:
             self.require(role, name)
         for role, name in wanted.items():
             self._load(role, name)
+        replaced = [self.defaults[role] for role in wanted]
         self.defaults.update(wanted)
+        with self._lock:  # a former default's idle time starts now, not at its last request
+            for name in replaced:
+                if (entry := self._loaded.get(name)) is not None:
+                    entry.last_used = time.monotonic()
 
     # Listing.
 

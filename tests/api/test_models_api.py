@@ -20,14 +20,14 @@ DEFAULT_LLM = "qwen2.5-coder-0.5b-instruct"
 @pytest.fixture(scope="module")
 def models_server(tmp_path_factory) -> Iterator[Server]:
     """A server with its own model cache (the prepared defaults linked in), so pulls and
-    deletes here touch nothing else; idle models unload after 2 s."""
+    deletes here touch nothing else; idle models unload after 5 s."""
     workdir = tmp_path_factory.mktemp("models")
     cache = workdir / "cache"
     (cache / "models").mkdir(parents=True)
     settings = Settings()
     for name in (settings.stt_model, settings.llm_model, settings.tts_model, settings.turn_model):
         (cache / "models" / name).symlink_to(settings.models_dir / name)
-    server = start_server(workdir, VOXGATE_CACHE_DIR=str(cache), VOXGATE_IDLE_UNLOAD_SECONDS="2")
+    server = start_server(workdir, VOXGATE_CACHE_DIR=str(cache), VOXGATE_IDLE_UNLOAD_SECONDS="5")
     yield server
     stop_server(server)
 
@@ -108,7 +108,7 @@ def test_pull_streams_progress_then_the_model_answers_and_unloads_when_idle(admi
     assert reply.json()["models"]["llm"] == SMALL_LLM and reply.json()["reply"]
     assert model(admin, SMALL_LLM)["state"] == "loaded"
     assert not model(admin, SMALL_LLM)["default"]
-    assert wait_for_state(admin, SMALL_LLM, "ready")["state"] == "ready"  # idle unload after 2 s
+    assert wait_for_state(admin, SMALL_LLM, "ready")["state"] == "ready"  # idle unload after 5 s
     assert model(admin, DEFAULT_LLM)["state"] == "loaded"  # defaults stay loaded
 
 
@@ -124,6 +124,8 @@ def test_load_unload_and_switch_the_default_at_run_time(admin):
         assert conflict.status_code == 409 and "default" in conflict.json()["error"]["message"]
     finally:
         assert admin.put("/v1/models/defaults", json={"llm": DEFAULT_LLM}).status_code == 200
+    # An explicit load restarts the 5 s idle clock, so the unload below is ours, not the idler's.
+    assert admin.post(f"/v1/models/{SMALL_LLM}/load").json()["state"] == "loaded"
     assert admin.post(f"/v1/models/{SMALL_LLM}/unload").json()["state"] == "ready"
     assert admin.post(f"/v1/models/{SMALL_LLM}/unload").status_code == 409
     wrong_role = admin.put("/v1/models/defaults", json={"llm": SMALL_LLM, "tts": DEFAULT_LLM})
