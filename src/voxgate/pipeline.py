@@ -251,19 +251,6 @@ class Pipeline:
             raise NoSpeech("no speech was detected in the audio")
         return heard.text, heard, decoded.container
 
-    def expand_model(self, turn: TurnInput) -> TurnInput:
-        """A custom model's persona fills what the request left open; its base LLM answers."""
-        custom = self.models.custom(turn.model)
-        if custom is None:
-            return turn
-        persona = custom.persona
-        return replace(
-            turn, model=custom.base, system=turn.system or persona.get("system"),
-            voice=turn.voice or persona.get("voice"), language=turn.language or persona.get("language"),
-            temperature=persona.get("temperature") if turn.temperature is None else turn.temperature,
-            max_tokens=turn.max_tokens or persona.get("max_tokens"),
-        )
-
     async def _check(self, request: TurnInput) -> None:
         """Refuse an unknown model or voice before any model runs."""
         if request.model:

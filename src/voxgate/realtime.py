@@ -30,13 +30,11 @@ from typing import Literal
 import numpy as np
 
 from voxgate import audio
-from voxgate.config import Settings
 from voxgate.echo import EchoGuard
 from voxgate.errors import BadRequest, PayloadTooLarge, VoxgateError, internal_error
-from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
-from voxgate.store.db import Database
+from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.tables import User
-from voxgate.turns import TurnContext, commit_turn, load_context
+from voxgate.turns import PreparedTurn, TurnService, wire_event
 from voxgate.vad import RATE, SpeechDetector
 
 log = logging.getLogger("voxgate")
@@ -143,20 +141,20 @@ class _Turn:
     async def _run(self) -> None:
         session = self.session
         try:
-            context = await load_context(session.db, session.user, conversation_id=session.options.conversation_id,
-                                         persona_name=session.options.persona)
+            turn = await session.turns.prepare(session.user, self.request,
+                                               conversation_id=session.options.conversation_id,
+                                               persona=session.options.persona)
             outbox: asyncio.Queue = asyncio.Queue()
-            producer = asyncio.create_task(self._produce(session.pipeline.stream_turn(context.apply(self.request)),
-                                                         outbox))
+            producer = asyncio.create_task(self._produce(turn.events(), outbox))
             try:
                 await self.confirmed.wait()
                 while (event := await outbox.get()) is not _END:
                     if isinstance(event, BaseException):
                         raise event
-                    await self._deliver(context, event)
+                    await self._deliver(turn, event)
             except asyncio.CancelledError:
                 if self.confirmed.is_set():
-                    await self._store_interrupted(context)
+                    await self._store_interrupted(turn)
                 raise
             finally:
                 producer.cancel()
@@ -186,28 +184,29 @@ class _Turn:
         finally:
             self.transcribed.set()
 
-    async def _deliver(self, context: TurnContext, event) -> None:
+    async def _deliver(self, turn: PreparedTurn, event) -> None:
         session = self.session
+        if isinstance(event, TurnDone):
+            # The turn lasts until the user has heard it: talking over the rest of the
+            # audio interrupts it, and the stored reply is what they heard.
+            await asyncio.sleep(max(0.0, session.playing_until - time.monotonic()))
+            event.result.timings.update(self._wait_timings())
+            await self._finish(turn, event.result, "done")
+            return
         match event:
-            case Heard(text, language):
+            case Heard():
                 self.heard = event
-                await session.send({"type": "transcript", "text": text, "language": language})
             case TextDelta(text):
-                await session.send({"type": "text", "delta": text})
                 self.sent.text.append(text)
                 if session.options.reply_as == "text":
                     session.reply_began()
             case SpokenChunk():
                 session.reply_began()
                 self.first_audio_at = self.first_audio_at or time.monotonic()
-                await session.send({"type": "audio", **event.to_json(session.options.voice_format)})
-                self.sent.spoken.append((await session.played(event), event.text))
-            case TurnDone(result):
-                # The turn lasts until the user has heard it: talking over the rest of the
-                # audio interrupts it, and the stored reply is what they heard.
-                await asyncio.sleep(max(0.0, session.playing_until - time.monotonic()))
-                result.timings.update(self._wait_timings())
-                await self._finish(context, result, "done")
+        name, data = wire_event(event, session.options.voice_format)
+        await session.send({"type": name, **data})
+        if isinstance(event, SpokenChunk):
+            self.sent.spoken.append((await session.played(event), event.text))
 
     def _wait_timings(self) -> dict[str, float | None]:
         """From the end of the user's speech: until the turn was confirmed, until first audio."""
@@ -218,13 +217,13 @@ class _Turn:
 
         return {"turn_wait": since_speech(self.confirmed_at), "speech_to_audio": since_speech(self.first_audio_at)}
 
-    async def _finish(self, context: TurnContext, result: TurnResult, kind: str) -> None:
+    async def _finish(self, turn: PreparedTurn, result: TurnResult, kind: str) -> None:
         session = self.session
-        stored = await commit_turn(session.db, session.settings, context, self.request, result)
+        stored = await turn.commit(result)
         session.options.conversation_id = stored.conversation_id  # the next turn continues it
         await session.send({"type": kind, **stored.summary()})
 
-    async def _store_interrupted(self, context: TurnContext) -> None:
+    async def _store_interrupted(self, turn: PreparedTurn) -> None:
         """Keep the turn as far as the user got it: the clauses spoken (voice) or text sent."""
         sent, heard = self.sent, self.heard
         reply = (sent.heard_by(time.monotonic()) if self.session.options.reply_as == "voice"
@@ -235,7 +234,7 @@ class _Turn:
                             language=heard.language if heard else None,
                             timings={"interrupted": True, **self._wait_timings()})
         # Shielded: the task is being cancelled, but the partial turn must still be written.
-        await asyncio.shield(self._finish(context, result, "interrupted"))
+        await asyncio.shield(self._finish(turn, result, "interrupted"))
 
 
 @dataclass
@@ -247,9 +246,8 @@ class _Overlap:
 
 
 class RealtimeSession:
-    def __init__(self, pipeline: Pipeline, db: Database, settings: Settings, user: User, options: SessionOptions,
-                 send: Send):
-        self.pipeline, self.db, self.settings, self.user = pipeline, db, settings, user
+    def __init__(self, turns: TurnService, user: User, options: SessionOptions, send: Send):
+        self.turns, self.pipeline, self.user = turns, turns.pipeline, user
         self.options = options
         self.send = send
         self.detector = SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
@@ -422,9 +420,8 @@ class RealtimeSession:
 
     def _new_turn(self, turn: TurnInput, speech_end_at: float | None) -> _Turn:
         options = self.options
-        request = self.pipeline.expand_model(replace(
-            turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
-            voice=options.voice, language=options.language))
+        request = replace(turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
+                          voice=options.voice, language=options.language)
         return _Turn(self, request, speech_end_at)
 
     async def _start(self, turn: TurnInput, *, speech_end_at: float | None) -> None:

@@ -1,24 +1,44 @@
-"""A remembered turn: the persona and history come from the store, the pipeline answers,
-and the user's message and the reply are committed together in one transaction.
+"""Where a remembered turn happens: `POST /v1/chat` (buffered and SSE) and the realtime
+socket all go through `TurnService`.
 
-Nothing is written before the reply exists, so a client that disconnects or a process
-that dies mid-turn leaves no half turn; a turn whose response was sent is committed.
+A turn is prepared (what answers it, with the conversation's history), answered by the
+pipeline, and committed: the user's message and the reply in one transaction. Nothing is
+written before the reply exists, so a client that disconnects or a process that dies
+mid-turn leaves no half turn; a turn whose response was sent is committed.
+
+Who decides what: a field the request sets wins; then a custom model's persona; then the
+conversation's (or the user's default) persona; then the settings.
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from voxgate.audio import CONTAINER_EXTENSIONS
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
-from voxgate.personas import PersonaSpec
-from voxgate.pipeline import Pipeline, TurnInput, TurnResult
+from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import Conversation, Message, User, new_id, utcnow
 
+# What a persona (or a custom model made from one) may set for a turn; names as in TurnInput.
+PERSONA_FIELDS = ("system", "voice", "language", "temperature", "max_tokens")
+
+
+def fill_open(values: dict, *layers: dict) -> dict:
+    """Each value left open (None or empty) takes it from the first layer that has one."""
+    filled = dict(values)
+    for key, value in filled.items():
+        if value is None or value == "":
+            filled[key] = next((layer[key] for layer in layers if layer.get(key) not in (None, "")), value)
+    return filled
+
+
 @dataclass(frozen=True)
 class StoredTurn:
+    """A committed turn: the last event of a streamed turn."""
+
     result: TurnResult
     conversation_id: str
     persona: str
@@ -26,7 +46,6 @@ class StoredTurn:
     reply_message_id: str
 
     def summary(self) -> dict:
-        """The turn's closing event for streaming clients."""
         result = self.result
         return {"reply": result.reply, "transcript": result.transcript, "language": result.language,
                 "voice": result.voice, "models": result.models,
@@ -34,80 +53,101 @@ class StoredTurn:
                 "persona": self.persona, "timings": result.timings}
 
 
+def wire_event(event: TurnEvent | StoredTurn, voice_format: str) -> tuple[str, dict]:
+    """An event's name and JSON body, the same for SSE and the realtime socket."""
+    match event:
+        case Heard(text, language):
+            return "transcript", {"text": text, "language": language}
+        case TextDelta(text):
+            return "text", {"delta": text}
+        case SpokenChunk():
+            return "audio", event.to_json(voice_format)
+        case StoredTurn():
+            return "done", event.summary()
+    raise TypeError(f"no wire form for {type(event).__name__}")
+
+
 def audio_dir(settings: Settings) -> Path:
     return settings.data_dir / "audio"
 
 
 @dataclass(frozen=True)
-class TurnContext:
-    """What a turn needs from the store before the models run."""
+class PreparedTurn:
+    """A turn ready to answer: the request with every open field filled, and the
+    conversation it continues (None: it starts one)."""
 
+    service: "TurnService"
     user: User
-    conversation: Conversation | None  # None: the turn starts a new conversation
-    persona: PersonaSpec
-    persona_requested: str | None
+    request: TurnInput
+    conversation: Conversation | None
+    persona: str
+    persona_requested: str | None  # stored on a new conversation, so it keeps its persona
 
-    def apply(self, turn: TurnInput) -> TurnInput:
-        """The turn with the conversation's history and the persona's prompt and settings."""
-        persona = self.persona
-        history = tuple(ChatMessage(m.role, m.text) for m in self.conversation.messages) if self.conversation else ()
-        return replace(
-            turn,
-            history=history,
-            system=turn.system or persona.system_prompt or None,
-            voice=turn.voice or persona.voice,
-            language=turn.language or persona.language,
-            temperature=turn.temperature if turn.temperature is not None else persona.temperature,
-            max_tokens=turn.max_tokens or persona.max_tokens,
-        )
+    def events(self) -> AsyncIterator[TurnEvent]:
+        """The answer as it is made, ending with TurnDone; nothing is stored."""
+        return self.service.pipeline.stream_turn(self.request)
 
+    async def stream(self) -> AsyncIterator[TurnEvent | StoredTurn]:
+        """The answer as it is made, committed at its end: the last event is the StoredTurn.
+        Leaving early stops the models and stores nothing."""
+        events = self.events()
+        try:
+            async for event in events:
+                yield await self.commit(event.result) if isinstance(event, TurnDone) else event
+        finally:
+            await events.aclose()
 
-async def load_context(db: Database, user: User, *, conversation_id: str | None, persona_name: str | None
-                       ) -> TurnContext:
-    async with db.session() as session:
-        conversation = (await repo.get_conversation(session, user, conversation_id, messages=True)
-                        if conversation_id else None)
-        name = persona_name or (conversation and conversation.persona) or user.default_persona
-        persona = await repo.get_persona(session, user, name)
-    return TurnContext(user, conversation, persona, persona_name)
+    async def answer(self) -> StoredTurn:
+        """The whole answer at once (and its audio if asked), committed."""
+        return await self.commit(await self.service.pipeline.turn(self.request))
 
-
-async def commit_turn(db: Database, settings: Settings, context: TurnContext, turn: TurnInput, result: TurnResult
-                      ) -> StoredTurn:
-    """Store the user's message and the reply together, in one transaction."""
-    async with db.session() as session, session.begin():
-        conversation = context.conversation
-        if conversation is None:
-            conversation = Conversation(id=new_id(), user_id=context.user.id, persona=context.persona_requested,
-                                        title=(result.transcript or turn.text or "")[:80].strip())
-            session.add(conversation)
-            seq = 1
-        else:
-            conversation = await session.merge(conversation, load=False)
-            seq = await repo.next_seq(session, conversation.id)
-        conversation.updated_at = utcnow()
-        persona = context.persona.name
-        question = Message(id=new_id(), conversation_id=conversation.id, seq=seq, role="user",
-                           text=result.transcript or turn.text, transcript=result.transcript,
-                           language=result.language, persona=persona)
-        answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
-                         text=result.reply, language=result.language, persona=persona, models=result.models,
-                         timings=result.timings)
-        if settings.store_audio:
-            question.audio_path = _save_audio(settings, conversation.id, question.id, turn.audio,
-                                              CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"))
-            answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
-                                            result.speech_format or "bin")
-        session.add_all([question, answer])
-    return StoredTurn(result, conversation.id, persona, question.id, answer.id)
+    async def commit(self, result: TurnResult) -> StoredTurn:
+        """Store the user's message and the reply together, in one transaction."""
+        settings, request = self.service.settings, self.request
+        async with self.service.db.session() as session, session.begin():
+            conversation = self.conversation
+            if conversation is None:
+                conversation = Conversation(id=new_id(), user_id=self.user.id, persona=self.persona_requested,
+                                            title=(result.transcript or request.text or "")[:80].strip())
+                session.add(conversation)
+                seq = 1
+            else:
+                conversation = await session.merge(conversation, load=False)
+                seq = await repo.next_seq(session, conversation.id)
+            conversation.updated_at = utcnow()
+            question = Message(id=new_id(), conversation_id=conversation.id, seq=seq, role="user",
+                               text=result.transcript or request.text, transcript=result.transcript,
+                               language=result.language, persona=self.persona)
+            answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
+                             text=result.reply, language=result.language, persona=self.persona,
+                             models=result.models, timings=result.timings)
+            if settings.store_audio:
+                question.audio_path = _save_audio(settings, conversation.id, question.id, request.audio,
+                                                  CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"))
+                answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
+                                                result.speech_format or "bin")
+            session.add_all([question, answer])
+        return StoredTurn(result, conversation.id, self.persona, question.id, answer.id)
 
 
-async def run_turn(db: Database, pipeline: Pipeline, settings: Settings, user: User, turn: TurnInput, *,
-                   conversation_id: str | None, persona_name: str | None) -> StoredTurn:
-    """A buffered turn, remembered."""
-    context = await load_context(db, user, conversation_id=conversation_id, persona_name=persona_name)
-    result = await pipeline.turn(context.apply(turn))
-    return await commit_turn(db, settings, context, turn, result)
+class TurnService:
+    def __init__(self, pipeline: Pipeline, db: Database, settings: Settings):
+        self.pipeline, self.db, self.settings = pipeline, db, settings
+
+    async def prepare(self, user: User, request: TurnInput, *, conversation_id: str | None = None,
+                      persona: str | None = None) -> PreparedTurn:
+        """Resolve who answers and how, and load the conversation's history."""
+        async with self.db.session() as session:
+            conversation = (await repo.get_conversation(session, user, conversation_id, messages=True)
+                            if conversation_id else None)
+            spec = await repo.get_persona(session, user, persona or (conversation and conversation.persona)
+                                          or user.default_persona)
+        custom = self.pipeline.models.custom(request.model)
+        filled = fill_open({key: getattr(request, key) for key in PERSONA_FIELDS},
+                           custom.persona if custom else {}, spec.as_fields())
+        history = tuple(ChatMessage(m.role, m.text) for m in conversation.messages) if conversation else ()
+        request = replace(request, **filled, model=custom.base if custom else request.model, history=history)
+        return PreparedTurn(self, user, request, conversation, spec.name, persona)
 
 
 def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str

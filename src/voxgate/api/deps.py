@@ -18,6 +18,7 @@ from voxgate.registry import Registry
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import User
+from voxgate.turns import TurnService
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,10 +41,15 @@ def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
+def get_turns(request: Request) -> TurnService:
+    return TurnService(get_pipeline(request), request.app.state.db, request.app.state.settings)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 ModelsDep = Annotated[Registry, Depends(get_models)]
 DatabaseDep = Annotated[Database, Depends(get_db)]
+TurnsDep = Annotated[TurnService, Depends(get_turns)]
 
 
 async def authenticate(app, token: str) -> User:

@@ -7,13 +7,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
-from voxgate.api.deps import ChatInputDep, DatabaseDep, PipelineDep, SettingsDep, UserDep
+from voxgate.api.deps import ChatInputDep, TurnsDep, UserDep
 from voxgate.api.schemas import ChatBody, ChatReply, Timings
 from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
 from voxgate.errors import VoxgateError, internal_error
-from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput
-from voxgate.turns import commit_turn, load_context, run_turn
+from voxgate.pipeline import TurnInput
+from voxgate.turns import PreparedTurn, wire_event
 
 log = logging.getLogger("voxgate")
 
@@ -46,22 +46,22 @@ _BODY_DOC = {
     responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
                      "description": "JSON for reply_as=text; the audio itself for reply_as=voice."}},
 )
-async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, db: DatabaseDep,
-               settings: SettingsDep) -> ChatReply | Response:
+async def chat(chat_input: ChatInputDep, user: UserDep, turns: TurnsDep) -> ChatReply | Response:
     """One turn: transcribe the audio (if any), answer with the LLM in the context of the
     conversation, speak the answer if asked, and remember the turn."""
     body = chat_input.body
-    turn_input = pipeline.expand_model(TurnInput(audio=chat_input.audio,
-                                                 **body.model_dump(exclude={"conversation_id", "persona", "stream"})))
+    turn = await turns.prepare(
+        user, TurnInput(audio=chat_input.audio, **body.model_dump(exclude={"conversation_id", "persona", "stream"})),
+        conversation_id=body.conversation_id, persona=body.persona)
     if body.stream:
-        return await _stream(chat_input, turn_input, user, pipeline, db, settings)
-    stored = await run_turn(db, pipeline, settings, user, turn_input,
-                            conversation_id=body.conversation_id, persona_name=body.persona)
+        return await _stream(turn, body.voice_format)
+    stored = await turn.answer()
     result = stored.result
     if result.speech is None:
         return ChatReply(transcript=result.transcript, reply=result.reply, language=result.language,
-                         voice=result.voice, models=result.models, timings=Timings(**result.timings), conversation_id=stored.conversation_id,
-                         persona=stored.persona, message_id=stored.reply_message_id)
+                         voice=result.voice, models=result.models, timings=Timings(**result.timings),
+                         conversation_id=stored.conversation_id, persona=stored.persona,
+                         message_id=stored.reply_message_id)
     headers = {
         "X-Voxgate-Conversation": stored.conversation_id,
         "X-Voxgate-Persona": stored.persona,
@@ -77,31 +77,22 @@ async def chat(chat_input: ChatInputDep, user: UserDep, pipeline: PipelineDep, d
     return Response(content=result.speech, media_type=MEDIA_TYPES[body.voice_format], headers=headers)
 
 
-async def _stream(chat_input, turn_input: TurnInput, user, pipeline, db, settings) -> StreamingResponse:
+async def _stream(turn: PreparedTurn, voice_format: str) -> StreamingResponse:
     """The turn as server-sent events: transcript, text deltas, audio per clause, done."""
-    body = chat_input.body
-    context = await load_context(db, user, conversation_id=body.conversation_id, persona_name=body.persona)
-    events = pipeline.stream_turn(context.apply(turn_input))
+    events = turn.stream()
     # The first event comes before the response starts, so a bad upload, silence or a
     # busy model is still a plain JSON error with its own status code.
     first = await anext(events)
 
+    def message(event) -> str:
+        name, data = wire_event(event, voice_format)
+        return sse(data, name)
+
     async def wire() -> AsyncIterator[str]:
-        event: TurnEvent = first
         try:
-            while True:
-                match event:
-                    case Heard(text, language):
-                        yield sse({"text": text, "language": language}, "transcript")
-                    case TextDelta(text):
-                        yield sse({"delta": text}, "text")
-                    case SpokenChunk():
-                        yield sse(event.to_json(body.voice_format), "audio")
-                    case TurnDone(result):
-                        stored = await commit_turn(db, settings, context, turn_input, result)
-                        yield sse(stored.summary(), "done")
-                        return
-                event = await anext(events)
+            yield message(first)
+            async for event in events:
+                yield message(event)
         except VoxgateError as exc:
             yield sse(exc.envelope(), "error")
         except Exception:

@@ -18,6 +18,7 @@ from voxgate.engines.base import ChatMessage, ChatResult
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
 from voxgate.pipeline import speakable
 from voxgate.subtitles import to_srt, to_vtt
+from voxgate.turns import fill_open
 
 router = APIRouter(tags=["openai"])
 
@@ -103,14 +104,14 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
         if m.role != "tool"
     ]
     custom = pipeline.models.custom(body.model)
-    if custom and custom.persona.get("system") and messages[0].role != "system":
-        messages.insert(0, ChatMessage("system", custom.persona["system"]))
-    persona = custom.persona if custom else {}
+    given = {"system": messages[0].content if messages and messages[0].role == "system" else None,
+             "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens}
+    chosen = fill_open(given, custom.persona if custom else {})
+    if chosen["system"] and not given["system"]:
+        messages.insert(0, ChatMessage("system", chosen["system"]))
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    request = pipeline.chat_request(
-        messages, max_tokens=body.max_completion_tokens or body.max_tokens or persona.get("max_tokens"),
-        temperature=persona.get("temperature") if body.temperature is None else body.temperature,
-        top_p=body.top_p, stop=stop)
+    request = pipeline.chat_request(messages, max_tokens=chosen["max_tokens"], temperature=chosen["temperature"],
+                                    top_p=body.top_p, stop=stop)
     model = custom.base if custom else pipeline.models.known(Role.LLM, body.model)
     model_name = body.model if custom else model or pipeline.models.defaults[Role.LLM]
     created = int(time.time())

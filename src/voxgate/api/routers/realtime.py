@@ -7,7 +7,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 from pydantic import ValidationError
 
-from voxgate.api.deps import authenticate, get_pipeline
+from voxgate.api.deps import authenticate, get_turns
 from voxgate.api.schemas import RealtimeStart
 from voxgate.errors import BadRequest, Unauthorized, VoxgateError
 from voxgate.realtime import RealtimeSession, SessionOptions
@@ -47,7 +47,7 @@ async def realtime(ws: WebSocket) -> None:
             raise Unauthorized("send a token: subprotocol `bearer.<token>` or `token` in session.start",
                                code="missing_token")
         options = SessionOptions(**start.model_dump(exclude={"type", "token"}))
-        session = RealtimeSession(get_pipeline(ws), ws.app.state.db, settings, user, options, send)
+        session = RealtimeSession(get_turns(ws), user, options, send)
         await send({"type": "session.ready", "conversation_id": options.conversation_id})
         while True:
             message = await ws.receive()
