@@ -46,6 +46,7 @@ bench: multilingual
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/backends.py
+	$(BIN)/python bench/stt.py
 	$(BIN)/python bench/realtime.py
 
 clean:

@@ -1,11 +1,32 @@
-"""Speech to text with faster-whisper (CTranslate2, int8 on CPU)."""
+"""Speech to text with faster-whisper (CTranslate2, int8 on CPU).
+
+Whisper encodes 30 s of audio however short the speech, and faster-whisper always pads
+to that window. CTranslate2 also takes a shorter one: a spoken question of a few seconds
+then costs about a quarter, as accurately heard (bench/stt.py measures both ways on the
+same clips). So an English model encodes speech up to `FITTED_MAX_SECONDS` in a window
+fitted to it, decoded with timestamps, which is how the model says where the speech ends
+(without them it repeats itself to fill the window). Longer audio, and multilingual models
+(a robotic French reply was heard worse fitted; nothing natural to measure them with here),
+take faster-whisper's own path.
+"""
 
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
 from voxgate.engines.base import Segment, Transcription
+
+RATE = 16_000
+FITTED_MAX_SECONDS = 20.0
+_TAIL_FRAMES = 100  # 1 s of silence after the speech: room for the model to place the end
+_SECONDS_PER_TIMESTAMP = 0.02
+_LAST_WORD_SECONDS = 0.3  # less speech than this left cannot hold another segment
+# The silence faster-whisper's `vad_filter` cuts, so both paths hear the same speech.
+_VAD = VadOptions(min_silence_duration_ms=160)
 
 
 class WhisperSTT:
@@ -19,6 +40,8 @@ class WhisperSTT:
         self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None, temperature: float = 0.0
     ) -> Transcription:
         if not self.multilingual:
+            if len(samples) <= FITTED_MAX_SECONDS * RATE:
+                return self._fitted(samples, "en", prompt, temperature)
             language = "en"
         # VAD drops silence before decoding: Whisper otherwise "hears" text in noise.
         segments, info = self._model.transcribe(
@@ -31,10 +54,63 @@ class WhisperSTT:
             condition_on_previous_text=False,
         )
         found = tuple(Segment(s.start, s.end, s.text.strip()) for s in segments)
-        text = " ".join(s.text for s in found if s.text)
-        return Transcription(text=text, language=info.language, duration=info.duration, segments=found)
+        return Transcription(_joined(found), info.language, info.duration, found)
+
+    def _fitted(self, samples: np.ndarray, language: str, prompt: str | None, temperature: float) -> Transcription:
+        duration = len(samples) / RATE
+        speech_chunks = get_speech_timestamps(samples, _VAD)
+        if not speech_chunks:
+            return Transcription("", language, duration)
+        speech = collect_chunks(samples, speech_chunks)[0][0]
+        features = self._model.feature_extractor(speech)
+        features = np.pad(features, ((0, 0), (0, _TAIL_FRAMES)))[None]
+        tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt else []
+        start = previous + list(tokenizer.sot_sequence)
+        sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
+        result = self._model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)), [start],
+            beam_size=1, suppress_blank=True, suppress_tokens=[-1],
+            max_length=len(start) + 24 + int(len(speech) / RATE * 12), **sampling)
+        segments = _segments(result[0].sequences_ids[0], tokenizer, len(speech) / RATE)
+        to_original = SpeechTimestampsMap(speech_chunks, RATE)
+        found = tuple(Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True),
+                              s.text) for s in segments)
+        return Transcription(_joined(found), language, duration, found)
 
     def warm_up(self) -> None:
-        # A short chirp, transcribed without VAD so the decoder really runs once.
-        t = np.linspace(0, 1, 16_000, dtype=np.float32)
-        self._model.transcribe(0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t), language="en", beam_size=1)
+        # A short chirp, through both paths, so the decoder really runs once.
+        t = np.linspace(0, 1, RATE, dtype=np.float32)
+        chirp = 0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t)
+        self._model.transcribe(chirp, language="en", beam_size=1)
+        self._fitted(chirp, "en", None, 0.0)
+
+
+def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> list[Segment]:
+    """Text between timestamp tokens. A window longer than its speech invites the model to
+    go on: a segment it starts in the speech's last moments, or a repeat of the one before,
+    is such a continuation, and ends the transcript."""
+    segments: list[Segment] = []
+    text: list[int] = []
+    begin = 0.0
+    for token in tokens:
+        if token < tokenizer.eot:
+            text.append(token)
+            continue
+        if token < tokenizer.timestamp_begin:
+            continue  # end of text and other special tokens
+        moment = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
+        if text:
+            said = tokenizer.decode(text).strip()
+            if begin > speech_seconds - _LAST_WORD_SECONDS or (segments and said == segments[-1].text):
+                break
+            segments.append(Segment(begin, min(moment, speech_seconds), said))
+            text = []
+        begin = moment
+    if text and begin <= speech_seconds - _LAST_WORD_SECONDS:
+        segments.append(Segment(begin, speech_seconds, tokenizer.decode(text).strip()))
+    return [s for s in segments if s.text]
+
+
+def _joined(segments: tuple[Segment, ...]) -> str:
+    return " ".join(s.text for s in segments if s.text)

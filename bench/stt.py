@@ -1,0 +1,106 @@
+"""Benchmark the speech-to-text window: Whisper's 30 s against one fitted to the speech.
+
+The same spoken questions (Piper's voice, as in bench/realtime.py, with 250 ms of silence
+before and 200 ms after, like an utterance the realtime VAD hands over) are transcribed
+twice by each installed English-capable Whisper, on one thread as the server runs it:
+  window_30s   faster-whisper's transcribe (pads every utterance to 30 s), VAD filter on
+  fitted       voxgate's window fitted to the speech (engines/whisper.py; the server uses it
+               for English-only models, so whisper-base's row is what it would give)
+Reported per model and path: word error rate over all clips, clips heard exactly (words
+compared lower-case without punctuation, digits as said), median and p95 ms a clip.
+
+    python bench/stt.py
+"""
+
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from realtime import QUESTIONS, RATE, RESULTS, VOICE  # bench/ is the script's directory
+from voxgate import audio
+from voxgate.engines.piper import PiperTTS
+from voxgate.engines.whisper import WhisperSTT
+
+MODELS = VOICE.parent.parent
+LONGER = ["Tell me a long story about a dragon and a knight.", "Why is the sky blue? Explain it in a few sentences.",
+          "My name is Ada and I live in a small town near the sea. What should I cook tonight with fish, lemons "
+          "and rice?", "Stop. What is two plus two?"]
+NUMBERS = {"two": "2", "four": "4"}
+
+
+def words(text: str) -> list[str]:
+    return [NUMBERS.get(w, w) for w in re.findall(r"[a-z0-9']+", text.lower())]
+
+
+def word_errors(reference: str, heard: str) -> tuple[int, int]:
+    """Levenshtein distance over words, and the reference's length."""
+    ref, hyp = words(reference), words(heard)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        diagonal, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (r != h))
+    return row[-1], len(ref)
+
+
+def main() -> None:
+    console = Console()
+    tts = PiperTTS("piper-en_US-joe-medium", VOICE)
+    texts = QUESTIONS + LONGER
+    clips = []
+    for text in texts:
+        pcm = np.concatenate([c.pcm for c in tts.synthesize(text)]).astype(np.float32) / 32768
+        speech = audio.resample(pcm, tts.sample_rate, RATE)
+        clips.append(np.concatenate([np.zeros(RATE // 4, np.float32), speech, np.zeros(RATE // 5, np.float32)]))
+    rows = []
+    for name in ("whisper-tiny.en", "whisper-base"):
+        if not (MODELS / name).exists():
+            continue
+        stt = WhisperSTT(name, MODELS / name, workers=1)
+        stt.warm_up()
+        paths = {
+            "window_30s": lambda c: " ".join(s.text.strip() for s in stt._model.transcribe(
+                c, language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)[0]),
+            "fitted": lambda c: stt._fitted(c, "en", None, 0.0).text,
+        }
+        for path, transcribe in paths.items():
+            errors = total = exact = 0
+            times, misheard = [], []
+            for text, clip in zip(texts, clips):
+                start = time.perf_counter()
+                heard = transcribe(clip)
+                times.append((time.perf_counter() - start) * 1000)
+                e, n = word_errors(text, heard)
+                errors, total, exact = errors + e, total + n, exact + (e == 0)
+                if e:
+                    misheard.append({"said": text, "heard": heard})
+            rows.append({"model": name, "path": path, "wer_percent": round(100 * errors / total, 1),
+                         "exact": exact, "clips": len(texts), "median_ms": round(statistics.median(times)),
+                         "p95_ms": round(float(np.percentile(times, 95))), "misheard": misheard})
+    table = Table(title="speech to text, one thread")
+    for column in ("model", "path", "WER %", "exact", "median ms", "p95 ms"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["model"], r["path"], str(r["wer_percent"]), f"{r['exact']}/{r['clips']}",
+                      str(r["median_ms"]), str(r["p95_ms"]))
+    console.print(table)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"stt-{stamp}.json"
+    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                           "python": sys.version.split()[0]},
+                               "definition": __doc__, "rows": rows}, indent=1))
+    console.print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()

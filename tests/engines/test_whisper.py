@@ -1,0 +1,77 @@
+"""Whisper: a short question is heard through a window fitted to it, as well as through
+the 30 s one; silence is heard as nothing; what the model imagines after the speech's end
+is dropped; long audio takes faster-whisper's own path."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import words
+from faster_whisper.tokenizer import Tokenizer
+from piper import PiperVoice, SynthesisConfig
+
+from voxgate import models
+from voxgate.audio import resample
+from voxgate.catalog import CATALOG
+from voxgate.config import Settings
+from voxgate.engines.whisper import FITTED_MAX_SECONDS, RATE, WhisperSTT, _segments
+
+QUESTIONS = ("What is the capital of France?", "How many legs does a spider have?",
+             "Please turn off the lights in the kitchen.")
+
+
+def _path(name: str) -> Path:
+    settings = Settings()
+    return models.resolve(name, CATALOG[name].role, settings.models_dir)[1]
+
+
+@pytest.fixture(scope="module")
+def stt() -> WhisperSTT:
+    engine = WhisperSTT("whisper-tiny.en", _path("whisper-tiny.en"), workers=1)
+    engine.warm_up()
+    return engine
+
+
+@pytest.fixture(scope="module")
+def spoken() -> dict[str, np.ndarray]:
+    """The questions in Piper's voice, without its random variation (noise scales 0), so
+    every run hears the same audio."""
+    voice = PiperVoice.load(_path("piper-en_US-joe-medium"))
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    said = {}
+    for text in QUESTIONS:
+        chunks = list(voice.synthesize(text, syn_config=steady))
+        pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.float32) / 32768
+        speech = resample(pcm, chunks[0].sample_rate, RATE)
+        said[text] = np.concatenate([np.zeros(RATE // 4, np.float32), speech, np.zeros(RATE // 5, np.float32)])
+    return said
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_a_short_question_is_heard_word_for_word(stt, spoken, question):
+    heard = stt.transcribe(spoken[question])
+    assert words(heard.text) == words(question)
+    assert heard.language == "en" and heard.segments and heard.segments[0].start < heard.segments[-1].end
+
+
+def test_silence_is_heard_as_nothing(stt):
+    assert stt.transcribe(np.zeros(2 * RATE, np.float32)).text == ""
+
+
+def test_speech_after_a_long_silence_takes_the_long_path(stt, spoken):
+    question = QUESTIONS[0]
+    late = np.concatenate([np.zeros(int(FITTED_MAX_SECONDS * RATE), np.float32), spoken[question]])
+    heard = stt.transcribe(late)
+    assert words(heard.text) == words(question) and heard.segments[0].start > FITTED_MAX_SECONDS - 1
+
+
+def test_a_continuation_the_model_imagines_is_dropped(stt):
+    tok = Tokenizer(stt._model.hf_tokenizer, False, task="transcribe", language="en")
+    at = lambda seconds: tok.timestamp_begin + round(seconds / 0.02)  # noqa: E731
+    said = tok.encode(" How many hours are in a day?")
+    # The question, then the same again starting where the speech ends, then more after it.
+    tokens = [at(0.0), *said, at(1.9), at(1.9), *said, at(2.0), at(2.5), *tok.encode(" Yes."), at(2.8), tok.eot]
+    assert [s.text for s in _segments(tokens, tok, speech_seconds=2.0)] == ["How many hours are in a day?"]
+    # Two real segments are both kept.
+    tokens = [at(0.0), *tok.encode(" Stop."), at(0.6), at(0.7), *said, at(2.4), tok.eot]
+    assert [s.text for s in _segments(tokens, tok, speech_seconds=2.5)] == ["Stop.", "How many hours are in a day?"]
