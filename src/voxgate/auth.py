@@ -1,11 +1,13 @@
 """Passwords, API keys and access tokens.
 
-Passwords are hashed with argon2 (slow on purpose). API keys are 256-bit random strings,
-so a plain sha256 is enough to store them safely and lets a request find its key with
-one indexed lookup. Access tokens are HS256 JWTs with an expiry; only HS256 is accepted,
-which also rules out `alg: none`.
+Passwords are hashed with argon2 (slow on purpose, so in a thread, never on the event
+loop). API keys are 256-bit random strings, so a plain sha256 is enough to store them
+safely and lets a request find its key with one indexed lookup. Access tokens are HS256
+JWTs with an expiry; only HS256 is accepted, which also rules out `alg: none`.
 """
 
+import asyncio
+import functools
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -19,12 +21,23 @@ API_KEY_PREFIX = "vg_"
 _passwords = PasswordHash.recommended()
 
 
-def hash_password(password: str) -> str:
-    return _passwords.hash(password)
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_passwords.hash, password)
 
 
-def verify_password(password: str, password_hash: str) -> bool:
-    return _passwords.verify(password, password_hash)
+@functools.cache
+def _dummy_hash() -> str:
+    return _passwords.hash(secrets.token_urlsafe(16))
+
+
+def _verify(password: str, password_hash: str | None) -> bool:
+    return _passwords.verify(password, password_hash or _dummy_hash()) and password_hash is not None
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    """Whether `password` matches. With no hash (no such user) it is checked against a dummy
+    hash all the same, so an unknown username takes as long as a known one."""
+    return await asyncio.to_thread(_verify, password, password_hash)
 
 
 def new_password() -> str:

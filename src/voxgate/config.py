@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=300.0, gt=0)
     max_text_chars: int = Field(default=4000, ge=1)
+    # Limits against abuse. Rate limits count in memory, in each process on its own.
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024, description=(
+        "Largest request body that is not a multipart upload (JSON); uploads may reach max_upload_bytes."))
+    login_window_seconds: float = Field(default=900.0, gt=0, description="How long failed logins are counted.")
+    login_failures_per_user: int = Field(default=5, ge=1, description=(
+        "Failed logins for one username within the window; then 429, even for the right password."))
+    login_failures_per_address: int = Field(default=20, ge=1, description=(
+        "Failed logins from one client address within the window; then 429."))
+    api_key_requests: int = Field(default=600, ge=0, description=(
+        "Requests per API key within api_key_window_seconds; then 429. 0: no limit."))
+    api_key_window_seconds: float = Field(default=60.0, gt=0)
+    max_conversations: int = Field(default=1000, ge=0, description="Conversations a user may keep; 0: no quota.")
 
     @model_validator(mode="after")
     def _remote_backends_have_urls(self) -> "Settings":

@@ -87,6 +87,17 @@ class NotFound(VoxgateError):
     code = "not_found"
 
 
+class TooManyRequests(VoxgateError):
+    """A client went over a rate limit; it may try again after `retry_after` s."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int):
+        super().__init__(message, code=code, retry_after=retry_after)
+
+
 class Unavailable(VoxgateError):
     """The server cannot take the work now; clients should retry after `retry_after` s."""
 

@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxgate import __version__, accounts
@@ -16,6 +18,7 @@ from voxgate.api.routers import accounts as accounts_routes
 from voxgate.api.routers import chat, conversations, health, models, openai, personas, realtime, web
 from voxgate.config import Settings
 from voxgate.errors import PayloadTooLarge, VoxgateError, internal_error
+from voxgate.limits import Limits
 from voxgate.pipeline import Pipeline
 from voxgate.registry import Registry
 
@@ -48,35 +51,56 @@ def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` while they arrive, before they are buffered.
+    """Refuse request bodies over their limit while they arrive, before they are buffered.
 
-    A declared Content-Length over the limit is refused without reading; a chunked body is
-    counted as it streams in, and the first byte over the limit aborts the request.
+    A multipart form (an upload) may reach `upload_bytes`, any other body (JSON) only
+    `json_bytes`. A declared Content-Length over the limit is refused without reading; a
+    chunked body is counted as it streams in, and at the first byte over the limit the
+    client gets the 413 while the app sees the client leave. A client that hangs up
+    mid-request is no error: nobody is left to answer.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, upload_bytes: int, json_bytes: int):
         self.app = app
-        self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
+        self.json_bytes = json_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = PayloadTooLarge(f"the request body is larger than the {self.max_bytes} byte limit")
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _voxgate_error(None, too_large)(scope, receive, send)
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").partition(";")[0].strip().lower() == "multipart/form-data":
+            limit, what = self.upload_bytes, "upload"
+        else:
+            limit, what = self.json_bytes, "request body (uploads go as multipart/form-data)"
+        too_large = _voxgate_error(None, PayloadTooLarge(f"the {what} is larger than the {limit} byte limit"))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await too_large(scope, receive, send)
         received = 0
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise too_large
+                if received > limit:
+                    refused = True
+                    await too_large(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, send_unless_refused)
+        except ClientDisconnect:
+            pass
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -126,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.models = Registry(settings)
+    app.state.limits = Limits(settings)
     app.state.loading = True
     app.state.load_error = None
     app.add_exception_handler(VoxgateError, _voxgate_error)
@@ -133,7 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     # Room for the multipart envelope and form fields around a maximal upload.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(BodySizeLimit, upload_bytes=settings.max_upload_bytes + 64 * 1024,
+                       json_bytes=settings.max_json_bytes)
     app.include_router(health.router)
     app.include_router(web.router)  # the page is public; it signs in through the API
     app.include_router(accounts_routes.router)  # each route says who may call it

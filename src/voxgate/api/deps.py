@@ -53,12 +53,14 @@ TurnsDep = Annotated[TurnService, Depends(get_turns)]
 
 
 async def authenticate(app, token: str) -> User:
-    """The user a bearer token (JWT access token or API key) belongs to."""
+    """The user a bearer token (JWT access token or API key) belongs to. Requests made with
+    an API key are rate limited per key (429 + Retry-After)."""
     async with app.state.db.session() as session, session.begin():
         if token.startswith(auth.API_KEY_PREFIX):
             user = await repo.user_by_api_key(session, token)
             if user is None:
                 raise Unauthorized("unknown or revoked API key", code="invalid_api_key")
+            app.state.limits.api_key_request(auth.hash_api_key(token))
             return user
         user = await session.get(User, auth.user_id_from_token(token, app.state.jwt_secret))
     if user is None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from voxgate import auth
-from voxgate.errors import Conflict, NotFound
+from voxgate.errors import Conflict, Forbidden, NotFound
 from voxgate.personas import BUILTIN, PersonaSpec
 from voxgate.store.tables import ApiKey, Conversation, Message, Persona, User, utcnow
 
@@ -18,7 +18,7 @@ from voxgate.store.tables import ApiKey, Conversation, Message, Persona, User, u
 
 
 async def create_user(session: AsyncSession, username: str, password: str, *, is_admin: bool = False) -> User:
-    user = User(username=username, password_hash=auth.hash_password(password), is_admin=is_admin)
+    user = User(username=username, password_hash=await auth.hash_password(password), is_admin=is_admin)
     session.add(user)
     try:
         await session.flush()
@@ -129,6 +129,16 @@ async def get_conversation(session: AsyncSession, user: User, conversation_id: s
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id!r}")
     return conversation
+
+
+async def check_conversation_quota(session: AsyncSession, user: User, limit: int) -> None:
+    """Refuse to start a conversation when `user` already has `limit` (0: no quota). Creations
+    running at the same moment may each pass, so the quota can be passed by those few."""
+    if limit and await session.scalar(
+        select(func.count()).select_from(Conversation).where(Conversation.user_id == user.id)
+    ) >= limit:
+        raise Forbidden(f"you have reached the limit of {limit} conversations per user; delete some to start "
+                        "new ones", code="conversation_quota")
 
 
 async def list_conversations(session: AsyncSession, user: User, *, limit: int, offset: int) -> list[Conversation]:

@@ -17,6 +17,7 @@ from voxgate.api.schemas import (
     UserSettings,
 )
 from voxgate.errors import Forbidden, Unauthorized
+from voxgate.limits import Limits
 from voxgate.store import repo
 from voxgate.store.tables import User
 
@@ -45,11 +46,17 @@ async def register(body: Registration, db: DatabaseDep,
 
 @router.post("/v1/auth/login")
 async def login(body: Credentials, db: DatabaseDep, request: Request, settings: SettingsDep) -> TokenOut:
+    """A JWT for a username and password. Failed logins are limited per username and per
+    client address (429 + Retry-After until the window ends, even for the right password)."""
+    limits: Limits = request.app.state.limits
+    address = request.client.host if request.client else ""
+    limits.login_attempt(body.username, address)
     async with db.session() as session:
         user = await repo.user_by_name(session, body.username)
-    # One answer for an unknown name and a wrong password, so names cannot be probed.
-    if user is None or not auth.verify_password(body.password, user.password_hash):
+    # One answer, in the same time, for an unknown name and a wrong password, so names cannot be probed.
+    if not await auth.verify_password(body.password, user.password_hash if user else None):
         raise Unauthorized("wrong username or password", code="bad_credentials")
+    limits.login_succeeded(body.username, address)
     token, expires = auth.issue_token(user.id, request.app.state.jwt_secret, settings.token_minutes)
     return TokenOut(access_token=token, expires_at=expires)
 

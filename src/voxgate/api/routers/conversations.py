@@ -28,8 +28,10 @@ async def list_conversations(
 
 
 @router.post("/v1/conversations", status_code=status.HTTP_201_CREATED)
-async def create_conversation(body: ConversationIn, user: UserDep, db: DatabaseDep) -> ConversationOut:
+async def create_conversation(body: ConversationIn, user: UserDep, db: DatabaseDep, settings: SettingsDep
+                              ) -> ConversationOut:
     async with db.session() as session, session.begin():
+        await repo.check_conversation_quota(session, user, settings.max_conversations)
         if body.persona:
             await repo.get_persona(session, user, body.persona)
         conversation = Conversation(user_id=user.id, title=body.title, persona=body.persona)
