@@ -151,6 +151,7 @@ class _Turn:
                 while (event := await outbox.get()) is not _END:
                     if isinstance(event, BaseException):
                         raise event
+                    await session.output_open.wait()
                     await self._deliver(turn, event)
             except asyncio.CancelledError:
                 if self.confirmed.is_set():
@@ -189,7 +190,9 @@ class _Turn:
         if isinstance(event, TurnDone):
             # The turn lasts until the user has heard it: talking over the rest of the
             # audio interrupts it, and the stored reply is what they heard.
-            await asyncio.sleep(max(0.0, session.playing_until - time.monotonic()))
+            while (left := session.playing_until - time.monotonic()) > 0 or not session.output_open.is_set():
+                await asyncio.sleep(left)
+                await session.output_open.wait()  # held meanwhile: the audio waited too
             event.result.timings.update(self._wait_timings())
             await self._finish(turn, event.result, "done")
             return
@@ -258,6 +261,11 @@ class RealtimeSession:
         self._decision: asyncio.Task | None = None  # the end-of-turn model judging `_pending`
         self._overlap: _Overlap | None = None
         self.playing_until = 0.0  # when the client will have played the audio sent so far
+        # Cleared while speech over the reply is being judged: the client pauses playback
+        # (`output.paused`) and the reply waits, so a real interruption is heard at once.
+        self.output_open = asyncio.Event()
+        self.output_open.set()
+        self._held_at = 0.0
         # Speech whose turn got no reply yet: if the user goes on after a turn was wrongly
         # confirmed, the continuation is heard together with the first part.
         self._unanswered = np.zeros(0, np.float32)
@@ -289,6 +297,7 @@ class RealtimeSession:
             await self._reply.cancel()
         self.playing_until = 0.0
         self.echo.clear()
+        self.output_open.set()  # the reply is gone: nothing is held any more
 
     async def close(self) -> None:
         await self._drop_pending()
@@ -328,12 +337,13 @@ class RealtimeSession:
         elif event == "resume":
             await self._drop_pending()
         elif event == "end":
-            self._overlap = None
+            await self._end_overlap()
             if self._pending is not None:
                 await self._confirm(self._pending)
         elif event == "overflow":
             await self._drop_pending()
-            self._overlap, self._unanswered = None, np.zeros(0, np.float32)
+            await self._end_overlap()
+            self._unanswered = np.zeros(0, np.float32)
             error = PayloadTooLarge(f"an utterance longer than {MAX_UTTERANCE_SECONDS:.0f} s was dropped; "
                                     "pause between questions", code="utterance_too_long")
             await self.send({"type": "error", **error.envelope()})
@@ -346,10 +356,13 @@ class RealtimeSession:
             overlap.checked = len(heard)
             overlap.echo = await asyncio.to_thread(self.echo.is_echo, heard[-RATE:])
         if overlap.echo:
+            await self._release()
             if paused:  # the echo's "utterance" is over: forget it
                 self.detector.finish()
                 self._overlap = None
             return
+        if overlap.checked or options.echo == "interrupt":
+            await self._hold()  # not our own voice: the user is talking
         if options.backchannels == "interrupt" or self.detector.speech_ms > BACKCHANNEL_MAX_MS:
             await self._barge_in()
         elif paused:
@@ -359,13 +372,31 @@ class RealtimeSession:
                                                   prompt=_BACKCHANNEL_PROMPT)
             if not said.text or is_backchannel(said.text):
                 self.detector.finish()  # "mm-hmm": the reply goes on
-                self._overlap = None
+                await self._end_overlap()
             else:
                 await self._barge_in()
 
     async def _barge_in(self) -> None:
         self._overlap = None
         await self.interrupt()
+
+    async def _hold(self) -> None:
+        if self.output_open.is_set():
+            self.output_open.clear()
+            self._held_at = time.monotonic()
+            await self.send({"type": "output.paused"})
+
+    async def _release(self) -> None:
+        if not self.output_open.is_set():
+            if self.playing_until > self._held_at:  # the client's queued audio waited too
+                self.playing_until += time.monotonic() - self._held_at
+            self.output_open.set()
+            await self.send({"type": "output.resumed"})
+
+    async def _end_overlap(self) -> None:
+        """Speech over the reply that did not interrupt it: the reply goes on."""
+        self._overlap = None
+        await self._release()
 
     async def _speculate(self) -> None:
         """Start answering at the pause, in case the turn is over."""

@@ -175,11 +175,14 @@ def test_a_backchannel_does_not_interrupt_but_a_real_interruption_does(rt_server
         mic.wait_for({"audio"})
         mic.silence(0.3)
         mic.play(say("Mm-hmm."))
-        mic.silence(0.6)
+        mic.wait_for({"output.resumed"})  # held while judged, then on where it stopped
         assert not {"interrupted", "done"} & set(mic.kinds()), mic.kinds()
+        held = len(mic.log)
         mic.play(say("Stop. What is the capital of France?"))
         interrupted = mic.wait_for({"interrupted", "done"})
         assert interrupted["type"] == "interrupted"
+        # Playback was paused as soon as the voice was known not to be the reply's own.
+        assert "output.paused" in [m["type"] for m in mic.log[held:mic.log.index(interrupted)]]
         answer = mic.wait_for({"done"})
         spoken = [m["text"] for m in mic.log[:mic.log.index(interrupted)] if m["type"] == "audio"]
     # Stored as far as the user heard it: a non-empty prefix of the clauses sent.

@@ -18,6 +18,7 @@ from voxgate.engines.whisper import FITTED_MAX_SECONDS, RATE, WhisperSTT, _segme
 
 QUESTIONS = ("What is the capital of France?", "How many legs does a spider have?",
              "Please turn off the lights in the kitchen.")
+SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over and over
 
 
 def _path(name: str) -> Path:
@@ -39,7 +40,7 @@ def spoken() -> dict[str, np.ndarray]:
     voice = PiperVoice.load(_path("piper-en_US-joe-medium"))
     steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     said = {}
-    for text in QUESTIONS:
+    for text in QUESTIONS + SHORT:
         chunks = list(voice.synthesize(text, syn_config=steady))
         pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.float32) / 32768
         speech = resample(pcm, chunks[0].sample_rate, RATE)
@@ -52,6 +53,11 @@ def test_a_short_question_is_heard_word_for_word(stt, spoken, question):
     heard = stt.transcribe(spoken[question])
     assert words(heard.text) == words(question)
     assert heard.language == "en" and heard.segments and heard.segments[0].start < heard.segments[-1].end
+
+
+@pytest.mark.parametrize("word", SHORT)
+def test_a_single_word_is_heard_once(stt, spoken, word):
+    assert words(stt.transcribe(spoken[word]).text) == words(word)
 
 
 def test_silence_is_heard_as_nothing(stt):

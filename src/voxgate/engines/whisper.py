@@ -3,13 +3,14 @@
 Whisper encodes 30 s of audio however short the speech, and faster-whisper always pads
 to that window. CTranslate2 also takes a shorter one: a spoken question of a few seconds
 then costs about a quarter, as accurately heard (bench/stt.py measures both ways on the
-same clips). So an English model encodes speech up to `FITTED_MAX_SECONDS` in a window
-fitted to it, decoded with timestamps, which is how the model says where the speech ends
-(without them it repeats itself to fill the window). Longer audio, and multilingual models
+same clips). So an English model encodes speech of `FITTED_MIN_SECONDS` to `FITTED_MAX_SECONDS` in
+a window fitted to it, decoded with timestamps, which is how the model says where the
+speech ends (without them it repeats itself to fill the window). Longer audio, and multilingual models
 (a robotic French reply was heard worse fitted; nothing natural to measure them with here),
 take faster-whisper's own path.
 """
 
+import re
 from pathlib import Path
 
 import ctranslate2
@@ -22,6 +23,9 @@ from voxgate.engines.base import Segment, Transcription
 
 RATE = 16_000
 FITTED_MAX_SECONDS = 20.0
+FITTED_MIN_SECONDS = 1.2  # a lone "okay" in a fitted window is heard "okay okay okay ..."
+# ~4 words a second is fast speech, ~1.3 tokens a word, and a pair of timestamps a sentence.
+_MAX_TOKENS_PER_SECOND = 8
 _TAIL_FRAMES = 100  # 1 s of silence after the speech: room for the model to place the end
 _SECONDS_PER_TIMESTAMP = 0.02
 _LAST_WORD_SECONDS = 0.3  # less speech than this left cannot hold another segment
@@ -40,9 +44,9 @@ class WhisperSTT:
         self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None, temperature: float = 0.0
     ) -> Transcription:
         if not self.multilingual:
-            if len(samples) <= FITTED_MAX_SECONDS * RATE:
-                return self._fitted(samples, "en", prompt, temperature)
             language = "en"
+            if len(samples) <= FITTED_MAX_SECONDS * RATE and (heard := self._fitted(samples, prompt, temperature)):
+                return heard
         # VAD drops silence before decoding: Whisper otherwise "hears" text in noise.
         segments, info = self._model.transcribe(
             samples,
@@ -56,34 +60,42 @@ class WhisperSTT:
         found = tuple(Segment(s.start, s.end, s.text.strip()) for s in segments)
         return Transcription(_joined(found), info.language, info.duration, found)
 
-    def _fitted(self, samples: np.ndarray, language: str, prompt: str | None, temperature: float) -> Transcription:
+    def _fitted(self, samples: np.ndarray, prompt: str | None, temperature: float) -> Transcription | None:
+        """English speech heard in a window fitted to it; None when that cannot be trusted
+        (audio under `FITTED_MIN_SECONDS`, or a transcript that repeats itself or says more
+        than anyone could in its time), and the 30 s window must decide."""
         duration = len(samples) / RATE
+        if duration < FITTED_MIN_SECONDS:
+            return None
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
-            return Transcription("", language, duration)
+            return Transcription("", "en", duration)
         speech = collect_chunks(samples, speech_chunks)[0][0]
-        features = self._model.feature_extractor(speech)
-        features = np.pad(features, ((0, 0), (0, _TAIL_FRAMES)))[None]
-        tokenizer = Tokenizer(self._model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        seconds = len(speech) / RATE
+        features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))[None]
+        tokenizer = Tokenizer(self._model.hf_tokenizer, False, task="transcribe", language="en")
         previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt else []
         start = previous + list(tokenizer.sot_sequence)
+        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamp tokens
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)), [start],
-            beam_size=1, suppress_blank=True, suppress_tokens=[-1],
-            max_length=len(start) + 24 + int(len(speech) / RATE * 12), **sampling)
-        segments = _segments(result[0].sequences_ids[0], tokenizer, len(speech) / RATE)
+            beam_size=1, suppress_blank=True, suppress_tokens=[-1], max_length=len(start) + most, **sampling)
+        tokens = result[0].sequences_ids[0]
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
         found = tuple(Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True),
-                              s.text) for s in segments)
-        return Transcription(_joined(found), language, duration, found)
+                              s.text) for s in _segments(tokens, tokenizer, seconds))
+        text = _joined(found)
+        if len(tokens) >= most or _repeats_itself(text):
+            return None
+        return Transcription(text, "en", duration, found)
 
     def warm_up(self) -> None:
         # A short chirp, through both paths, so the decoder really runs once.
         t = np.linspace(0, 1, RATE, dtype=np.float32)
         chirp = 0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t)
         self._model.transcribe(chirp, language="en", beam_size=1)
-        self._fitted(chirp, "en", None, 0.0)
+        self._fitted(chirp, None, 0.0)
 
 
 def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> list[Segment]:
@@ -110,6 +122,12 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
     if text and begin <= speech_seconds - _LAST_WORD_SECONDS:
         segments.append(Segment(begin, speech_seconds, tokenizer.decode(text).strip()))
     return [s for s in segments if s.text]
+
+
+def _repeats_itself(text: str) -> bool:
+    """'Okay okay okay okay': a loop, not what was said."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return len(words) >= 3 and len(set(words)) * 2 <= len(words)
 
 
 def _joined(segments: tuple[Segment, ...]) -> str:

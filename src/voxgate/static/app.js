@@ -700,6 +700,12 @@ function onLiveMessage(message) {
     case "speech.started":
       if (!state.turn) setStatus("Listening…");
       break;
+    case "output.paused": // the user talks over the reply: hold it while the server judges
+      context?.suspend();
+      break;
+    case "output.resumed": // only an "mm-hmm" or our own echo: go on where it stopped
+      context?.resume();
+      break;
     case "speech.stopped": // the turn is over: its answer follows
       live.stopping = null;
       beginTurn("realtime", { spoken: true });
