@@ -138,8 +138,11 @@ class TurnService:
                       persona: str | None = None) -> PreparedTurn:
         """Resolve who answers and how, and load the conversation's history."""
         async with self.db.session() as session:
-            conversation = (await repo.get_conversation(session, user, conversation_id, messages=True)
-                            if conversation_id else None)
+            if conversation_id:
+                conversation = await repo.get_conversation(session, user, conversation_id, messages=True)
+            else:  # refused before any model runs
+                await repo.check_conversation_quota(session, user, self.settings.max_conversations)
+                conversation = None
             spec = await repo.get_persona(session, user, persona or (conversation and conversation.persona)
                                           or user.default_persona)
         custom = self.pipeline.models.custom(request.model)

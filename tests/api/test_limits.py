@@ -178,6 +178,12 @@ def test_conversations_per_user(server):
         assert refused.json()["error"]["code"] == "conversation_quota"
         assert str(CONVERSATIONS) in refused.json()["error"]["message"]
         assert len(client.get("/v1/conversations").json()["data"]) == CONVERSATIONS
+        # A turn that would start one is refused before any model runs; one in a kept conversation is not.
+        turn = client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 5})
+        assert turn.status_code == 403 and turn.json()["error"]["code"] == "conversation_quota", turn.text
+        kept = client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 5,
+                                             "conversation_id": created[1].json()["id"]})
+        assert kept.status_code == 200, kept.text
         # Another user has a quota of their own.
         other, other_password, _ = new_user(server)
         other_token = login(server, other, other_password, address()).json()["access_token"]
