@@ -1,7 +1,6 @@
 """The `voxgate` command: serve the API, manage models, ask one question locally."""
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -30,20 +29,19 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default: VOXGATE_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: VOXGATE_PORT or 8000)")] = None,
 ) -> None:
-    """Serve the HTTP API."""
-    import uvicorn
-
+    """Serve the HTTP API (SIGTERM or Ctrl-C drain it first: see README, Shutdown)."""
+    from voxgate import logs, server
     from voxgate.api.app import create_app
 
     settings = Settings()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format)
     if settings.auth == "on":
         created = asyncio.run(_with_database(settings, accounts.first_admin))
         if created:
             _print_credentials("first admin account created", *created, url=f"http://{host or settings.host}:{port or settings.port}")
     else:
         console.print("[yellow]VOXGATE_AUTH=off: anyone who can reach this port acts as the admin[/]")
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    server.serve(create_app(settings), settings, host or settings.host, port or settings.port)
 
 
 async def _with_database(settings: Settings, work, *args, **kwargs):

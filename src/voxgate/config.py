@@ -76,6 +76,22 @@ class Settings(BaseSettings):
     llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
     llm_slots: int = Field(default=4, ge=1, description="LLM requests decoded in parallel (sessions served at once).")
     queue_size: int = Field(default=8, ge=0, description="Requests that may wait per model before 503.")
+    # Operations: the server `voxgate serve` runs, its shutdown, logs and metrics.
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description=(
+        "On SIGTERM or Ctrl-C, how long turns in flight may take to finish; then they end with a 503 "
+        "`shutting_down` error (JSON, SSE `error` event, or a WebSocket close)."))
+    keep_alive_timeout: int = Field(default=5, ge=1, description="Seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(default=10.0, gt=0, description=(
+        "Seconds a client has to send a request's headers, from connecting or from its previous response; "
+        "then 408 and the connection is closed (slowloris)."))
+    body_timeout: float = Field(default=60.0, gt=0, description=(
+        "Seconds a client has to send a request's whole body once its headers are in; then 408 and close."))
+    max_connections: int = Field(default=500, ge=1, description=(
+        "Open connections (HTTP and WebSocket) at once; one more is answered 503 and closed. Keep it well "
+        "below the process's open-file limit (`ulimit -n`)."))
+    log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per log line.")
+    metrics_token: SecretStr | None = Field(default=None, description=(
+        "Bearer token that GET /metrics requires; unset: /metrics is open, like /healthz."))
     warmup: bool = True
 
     system_prompt: str = (

@@ -1,4 +1,5 @@
-"""The FastAPI application: lifespan (model loading), error envelope, size limit, routers."""
+"""The FastAPI application: lifespan (model loading), error envelope, size limit, request
+context and shutdown drain (`middleware.py`), routers and their docs."""
 
 import asyncio
 import logging
@@ -7,17 +8,21 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voxgate import __version__, accounts
+from voxgate import __version__, accounts, metrics
 from voxgate.api.deps import current_user
+from voxgate.api.middleware import Drain, RequestContext, Shutdown, route_template
 from voxgate.api.routers import accounts as accounts_routes
-from voxgate.api.routers import chat, conversations, health, models, openai, personas, realtime, web
+from voxgate.api.routers import chat, conversations, docs, health, models, openai, personas, realtime, web
+from voxgate.api.routers.docs import error_responses
 from voxgate.config import Settings
-from voxgate.errors import PayloadTooLarge, VoxgateError, internal_error
+from voxgate.errors import PayloadTooLarge, Unavailable, VoxgateError, internal_error
+from voxgate.lanes import lanes_of
 from voxgate.limits import Limits
 from voxgate.pipeline import Pipeline
 from voxgate.registry import Registry
@@ -31,6 +36,17 @@ def _error_response(status: int, type_: str, code: str, message: str, headers: d
 
 def _voxgate_error(_: Request, exc: VoxgateError) -> JSONResponse:
     return JSONResponse(exc.envelope(), exc.status, headers=exc.headers())
+
+
+def _counted_error(request: Request, exc: VoxgateError) -> JSONResponse:
+    metrics.ERRORS.labels(str(exc.status), exc.code).inc()
+    return _voxgate_error(request, exc)
+
+
+def _shutting_down(exc: Unavailable) -> JSONResponse:
+    response = _counted_error(None, exc)
+    response.headers["Connection"] = "close"  # the client's next try opens a connection, to another instance
+    return response
 
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -103,6 +119,22 @@ class BodySizeLimit:
             pass
 
 
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside even the framework's error middleware: a 500 has its request id too.
+        return RequestContext(super().build_middleware_stack(), route_template(self.routes))
+
+
+# The errors each group of routes documents (401, 422, 429 and 503 can happen anywhere behind auth).
+_ROUTER_ERRORS = (
+    (chat.router, (400, 404, 413, 415, 502)),
+    (conversations.router, (403, 404)),
+    (personas.router, (404, 409)),
+    (openai.router, (400, 413, 415, 502)),
+    (models.router, (403, 404, 409)),
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -115,6 +147,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         registry: Registry = app.state.models
         app.state.pipeline = Pipeline(registry, settings)
+        app.state.shutdown.lanes = list(lanes_of(app.state.pipeline).values())
+        collector = metrics.PipelineCollector(app.state.pipeline)
+        REGISTRY.register(collector)
 
         # Load in the background so /healthz answers at once and /readyz reports progress.
         async def load() -> None:
@@ -136,34 +171,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loading = asyncio.create_task(load())
         unloader = asyncio.create_task(unload_idle()) if settings.idle_unload_seconds else None
         yield
+        REGISTRY.unregister(collector)
         if unloader:
             unloader.cancel()
         await loading
         await asyncio.to_thread(app.state.pipeline.close)  # waits for model calls still running
         await app.state.db.close()
 
-    app = FastAPI(
+    app = _App(
         title="voxgate",
         version=__version__,
-        description="Self-hosted voice chat: speech or text in, speech or text out.",
+        description="Self-hosted voice chat: speech or text in, speech or text out. Every `/v1` route "
+                    "needs `Authorization: Bearer <API key or access token>`: use Authorize. Errors are "
+                    "always `{\"error\": {\"type\", \"code\", \"message\"}}`.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by the docs router
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.shutdown = Shutdown(settings.shutdown_grace_seconds)
     app.state.models = Registry(settings)
     app.state.limits = Limits(settings)
     app.state.loading = True
     app.state.load_error = None
-    app.add_exception_handler(VoxgateError, _voxgate_error)
+    app.add_exception_handler(VoxgateError, _counted_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     # Room for the multipart envelope and form fields around a maximal upload.
     app.add_middleware(BodySizeLimit, upload_bytes=settings.max_upload_bytes + 64 * 1024,
                        json_bytes=settings.max_json_bytes)
-    app.include_router(health.router)
+    app.add_middleware(Drain, shutdown=app.state.shutdown, refusal=_shutting_down)
+    app.include_router(health.router, responses=error_responses(503))
+    app.include_router(docs.router)
+    app.mount(docs.ASSETS_PATH, docs.assets())
     app.include_router(web.router)  # the page is public; it signs in through the API
-    app.include_router(accounts_routes.router)  # each route says who may call it
+    # Each route says who may call it.
+    app.include_router(accounts_routes.router, responses=error_responses(401, 403, 404, 409, 422, 429))
     app.include_router(realtime.router)  # authenticates inside the socket
-    for router in (chat.router, conversations.router, personas.router, openai.router, models.router):
-        app.include_router(router, dependencies=[Depends(current_user)])
+    for router, statuses in _ROUTER_ERRORS:
+        app.include_router(router, dependencies=[Depends(current_user)],
+                           responses=error_responses(*sorted((401, 422, 429, 503, *statuses))))
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -68,7 +69,14 @@ async def authenticate(app, token: str) -> User:
     return user
 
 
-async def current_user(request: Request, settings: SettingsDep) -> User:
+# Declares the bearer scheme in OpenAPI, so /docs has an Authorize button; the header is
+# read below, where a missing and a malformed one get their own 401.
+_bearer = HTTPBearer(auto_error=False, description="An API key (`vg_...`) or an access token from "
+                                                   "POST /v1/auth/login.")
+
+
+async def current_user(request: Request, settings: SettingsDep,
+                       _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     """The user behind `Authorization: Bearer <JWT or API key>` (the local admin when auth is off)."""
     if settings.auth == "off":
         return request.app.state.local_user

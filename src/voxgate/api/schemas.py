@@ -15,7 +15,13 @@ REPLY_AS = ("text", "voice")
 class ChatBody(BaseModel):
     """`POST /v1/chat`: as JSON, or as multipart form fields beside an `audio` file."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Examples of the whole body, not of fields: a field example would pre-fill the upload
+    # form in /docs too, and `text` beside a file is refused.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "What is the capital of France?"},
+        {"text": "Tell me a fun fact.", "reply_as": "voice", "voice_format": "mp3"},
+        {"text": "And its population?", "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "stream": True},
+    ]})
 
     text: str | None = Field(None, description="The prompt as text. Send this or an `audio` file, not both.")
     reply_as: Literal["text", "voice"] = Field("text", description="`text` for JSON, `voice` for an audio body.")
@@ -62,6 +68,14 @@ class Timings(BaseModel):
 
 
 class ChatReply(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "transcript": "What is the capital of France?", "reply": "The capital of France is Paris.",
+        "language": "en", "voice": None,
+        "models": {"stt": "whisper-tiny.en", "llm": "qwen2.5-coder-0.5b-instruct", "tts": None},
+        "timings": {"decode": 8.1, "stt": 391.6, "llm": 412.3, "tts": None},
+        "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "persona": "assistant",
+        "message_id": "9a1e0c2b3d4e5f60718293a4b5c6d7e8"}]})
+
     transcript: str | None = Field(description="What the user said; null for text input.")
     reply: str
     language: str | None = Field(description="Language heard (or fixed by the request or persona) and answered in.")
@@ -73,10 +87,25 @@ class ChatReply(BaseModel):
     message_id: str = Field(description="Id of the stored reply message.")
 
 
+class ErrorDetail(BaseModel):
+    type: str = Field(description="invalid_request_error, authentication_error, permission_error, "
+                                  "rate_limit_error or server_error.")
+    code: str = Field(description="What went wrong, for programs: `busy`, `no_speech`, `rate_limited`, ...")
+    message: str = Field(description="What went wrong, for people.")
+
+
+class ErrorOut(BaseModel):
+    """Every error voxgate answers, whatever its status."""
+
+    error: ErrorDetail
+
+
 # Accounts
 
 
 class Credentials(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"username": "ada", "password": "correct horse battery"}]})
+
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
 
@@ -95,6 +124,10 @@ class UserOut(BaseModel):
 
 
 class TokenOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl",
+        "token_type": "bearer", "expires_at": "2026-11-23T13:00:00Z"}]})
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_at: datetime
@@ -199,6 +232,12 @@ class ConversationPage(BaseModel):
 class SpeechBody(BaseModel):
     """OpenAI-compatible `POST /v1/audio/speech`."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "tts-1", "input": "Hello! How can I help you today?", "voice": "default", "response_format": "wav"},
+        {"model": "tts-1", "input": "The capital of France is Paris.", "voice": "alloy", "response_format": "mp3",
+         "speed": 1.2},
+    ]})
+
     model: str = "tts-1"
     input: str = Field(min_length=1)
     voice: str = Field("default", max_length=100)
@@ -222,7 +261,12 @@ class ChatCompletionMessage(BaseModel):
 class ChatCompletionBody(BaseModel):
     """OpenAI-compatible `POST /v1/chat/completions` (text only)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "default", "max_tokens": 60, "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": "What is the capital of France?"}]},
+        {"model": "default", "stream": True, "messages": [{"role": "user", "content": "Tell me a fun fact."}]},
+    ]})
 
     model: str = "default"
     messages: list[ChatCompletionMessage] = Field(min_length=1)

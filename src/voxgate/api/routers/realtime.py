@@ -7,6 +7,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 from pydantic import ValidationError
 
+from voxgate import metrics
 from voxgate.api.deps import authenticate, get_turns
 from voxgate.api.schemas import RealtimeStart
 from voxgate.errors import BadRequest, Unauthorized, VoxgateError
@@ -26,6 +27,7 @@ async def realtime(ws: WebSocket) -> None:
     offered = ws.scope.get("subprotocols", [])
     token = next((p.removeprefix(_TOKEN_PREFIX) for p in offered if p.startswith(_TOKEN_PREFIX)), None)
     await ws.accept(subprotocol=_SUBPROTOCOL if _SUBPROTOCOL in offered else None)
+    metrics.REALTIME_SESSIONS.inc()
 
     async def send(message: dict) -> None:
         if ws.client_state != WebSocketState.CONNECTED:
@@ -63,6 +65,7 @@ async def realtime(ws: WebSocket) -> None:
         await send({"type": "error", **exc.envelope()})
         await ws.close(_POLICY_VIOLATION if isinstance(exc, Unauthorized) else 1011)
     finally:
+        metrics.REALTIME_SESSIONS.dec()
         if session is not None:
             await session.close()  # a dropped socket stops its reply and frees everything
 
