@@ -4,8 +4,9 @@ Guards (`GuardedHttp`). uvicorn closes a keep-alive connection idle after a resp
 (`timeout_keep_alive`), but gives a connection that never completes a request no deadline
 at all: idle sockets and slowloris clients (a header byte every few seconds) stay open
 until the process runs out of files. So a connection gets `header_timeout` to send a
-request's head (from connecting, or from its previous response) and `body_timeout` for the
-body after it; past either it is answered 408 (when part of the request came) and closed.
+request's head (from connecting, or from the first byte after its previous response:
+until then the keep-alive timeout holds) and `body_timeout` for the body after it; past
+either it is answered 408 (when part of the request came) and closed.
 Past `max_connections` open connections a new one is answered 503 and closed at once,
 which frees its file. (uvicorn's `limit_concurrency` answers plain text and keeps the
 connection, so it is not used.) The answers are voxgate's JSON error envelope.
@@ -61,6 +62,13 @@ class GuardedHttp(HttpToolsProtocol):
         else:
             self._arm(self.header_timeout, "header_timeout")
 
+    def data_received(self, data: bytes) -> None:
+        # Between two requests only uvicorn's keep-alive timer runs, and any byte stops it:
+        # from that byte on the next head has its deadline.
+        if self._deadline is None and self.cycle is not None and self.cycle.response_complete:
+            self._arm(self.header_timeout, "header_timeout")
+        super().data_received(data)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._receiving = True
@@ -76,12 +84,6 @@ class GuardedHttp(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
-
-    def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # a request already in: its head is complete
-        super().on_response_complete()
-        if not pipelined and not self.transport.is_closing():
-            self._arm(self.header_timeout, "header_timeout")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
