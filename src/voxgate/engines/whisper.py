@@ -11,6 +11,7 @@ take faster-whisper's own path.
 """
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import ctranslate2
@@ -62,8 +63,8 @@ class WhisperSTT:
 
     def _fitted(self, samples: np.ndarray, prompt: str | None, temperature: float) -> Transcription | None:
         """English speech heard in a window fitted to it; None when that cannot be trusted
-        (audio under `FITTED_MIN_SECONDS`, or a transcript that repeats itself or says more
-        than anyone could in its time), and the 30 s window must decide."""
+        (audio under `FITTED_MIN_SECONDS`, or a transcript that repeats itself), and the 30 s
+        window must decide."""
         duration = len(samples) / RATE
         if duration < FITTED_MIN_SECONDS:
             return None
@@ -76,7 +77,7 @@ class WhisperSTT:
         tokenizer = Tokenizer(self._model.hf_tokenizer, False, task="transcribe", language="en")
         previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt else []
         start = previous + list(tokenizer.sot_sequence)
-        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamp tokens
+        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamps
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
         result = self._model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)), [start],
@@ -85,8 +86,11 @@ class WhisperSTT:
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
         found = tuple(Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True),
                               s.text) for s in _segments(tokens, tokenizer, seconds))
+        # A finished transcript ends on a timestamp; one cut off by the length bound looped.
+        if not (tokens and tokens[-1] >= tokenizer.timestamp_begin) and (found := _until_restart(found)) is None:
+            return None  # it never stopped, and not by starting over: let the 30 s window decide
         text = _joined(found)
-        if len(tokens) >= most or _repeats_itself(text):
+        if _repeats_itself(text):
             return None
         return Transcription(text, "en", duration, found)
 
@@ -100,8 +104,8 @@ class WhisperSTT:
 
 def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> list[Segment]:
     """Text between timestamp tokens. A window longer than its speech invites the model to
-    go on: a segment it starts in the speech's last moments, or a repeat of the one before,
-    is such a continuation, and ends the transcript."""
+    go on: a segment it starts in the speech's last moments, or one that starts the one
+    before over again, is such a continuation, and ends the transcript."""
     segments: list[Segment] = []
     text: list[int] = []
     begin = 0.0
@@ -114,7 +118,7 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
         moment = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
         if text:
             said = tokenizer.decode(text).strip()
-            if begin > speech_seconds - _LAST_WORD_SECONDS or (segments and said == segments[-1].text):
+            if begin > speech_seconds - _LAST_WORD_SECONDS or (segments and _restarts(said, segments[-1].text)):
                 break
             segments.append(Segment(begin, min(moment, speech_seconds), said))
             text = []
@@ -124,9 +128,33 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
     return [s for s in segments if s.text]
 
 
+def _restarts(text: str, previous: str) -> bool:
+    """'What is' after 'What is the largest planet?': the previous segment said again."""
+    said, before = _words(text), _words(previous)
+    return bool(said) and before[:len(said)] == said
+
+
+def _until_restart(segments: tuple[Segment, ...]) -> tuple[Segment, ...] | None:
+    """The transcript up to where it starts over ('What is the capital of France? What is
+    the'); None if it does not."""
+    opening = _words(segments[0].text)[:3] if segments else []
+    if len(opening) < 2:
+        return None
+    again = re.compile(r"\b" + r"\W+".join(map(re.escape, opening)) + r"\b", re.IGNORECASE)
+    for i, segment in enumerate(segments):
+        if match := next((m for m in again.finditer(segment.text) if i or m.start() > 0), None):
+            kept = segment.text[:match.start()].rstrip(" ,")
+            return segments[:i] + ((replace(segment, text=kept),) if kept else ())
+    return None
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
 def _repeats_itself(text: str) -> bool:
     """'Okay okay okay okay': a loop, not what was said."""
-    words = re.findall(r"[a-z0-9']+", text.lower())
+    words = _words(text)
     return len(words) >= 3 and len(set(words)) * 2 <= len(words)
 
 
