@@ -1,5 +1,6 @@
 """The `voxgate` command, run as a user would run it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,17 @@ def test_ask_with_silence_fails_cleanly(tmp_path):
     out = voxgate("ask", "--audio", str(silent))
     assert out.returncode == 1
     assert "no speech" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_eval_scores_the_battery_through_a_running_server(server, tmp_path):
+    out = tmp_path / "eval.json"
+    done = voxgate("eval", "--url", server.url, "--kind", "memory", "--kind", "arithmetic", "--output", str(out),
+                   env={"VOXGATE_API_KEY": server.key})
+    assert done.returncode == 0, done.stderr
+    assert "answer battery: 10 questions" in done.stdout
+    [report] = json.loads(out.read_text())
+    assert report["asked"] == 10 and report["spoken"] == 2 and report["errors"] == 0
+    # The default 0.5B at temperature 0 gets most of these right (9 of 10 when measured).
+    assert report["right"] >= 7, report["replies"]
+    refused = voxgate("eval", "--url", server.url, "--kind", "memory", env={"VOXGATE_API_KEY": "vg_wrong"})
+    assert refused.returncode == 1 and "invalid_api_key" in refused.stderr

@@ -213,3 +213,53 @@ def ask(
     except VoxgateError as exc:
         console.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from None
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[list[str] | None, typer.Option(help="An LLM or custom model to score; repeat to compare "
+                                                         "(default: the server's default LLM)")] = None,
+    url: Annotated[str, typer.Option(help="The voxgate server to ask")] = "http://127.0.0.1:8000",
+    key: Annotated[str | None, typer.Option(envvar="VOXGATE_API_KEY", help="API key or access token")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds: fact, arithmetic, explanation, "
+                                                        "follow-up, memory, instruction")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write every reply and verdict here as JSON")] = None,
+) -> None:
+    """Score models on the answer battery (right, heard, well-formed, latency) through a running server."""
+    import json
+
+    import httpx
+
+    from voxgate.battery import BATTERY, run
+
+    items = tuple(item for item in BATTERY if not kind or item.kind in kind)
+    if not items:
+        raise typer.BadParameter(f"no questions of kind {', '.join(kind or [])}")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    reports = []
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        for name in model or [None]:
+            with _bar() as bar:
+                task = bar.add_task(f"{name or 'default'}", total=len(items))
+                reports.append(run(client, name, items=items, on_score=lambda _: bar.advance(task)))
+    table = Table(title=f"answer battery: {len(items)} questions, temperature 0")
+    for column in ("model", "right", "heard (spoken)", "well-formed", "median s", "p95 s", "errors"):
+        table.add_column(column)
+    for report in reports:
+        s = report.summary()
+        table.add_row(s["model"], f"{s['right']}/{s['asked']}", f"{s['heard']}/{s['spoken']}",
+                      f"{s['well_formed']}/{s['asked']}", str(s["median_s"]), str(s["p95_s"]), str(s["errors"]))
+    Console().print(table)
+    for report in reports:
+        for error in report.errors:
+            console.print(f"[red]{report.model}:[/] {error}")
+        for miss in (x for x in report.scores if not (x.right and x.well_formed)):
+            console.print(f"[yellow]{report.model}:[/] {miss.item.turns[-1]!r} → {miss.reply!r}"
+                          f"{'' if miss.right else ' (wrong)'}{'' if miss.well_formed else ' (too long or unspeakable)'}")
+    if output:
+        output.write_text(json.dumps([{**r.summary(), "replies": [
+            {"kind": x.item.kind, "turns": x.item.turns, "reply": x.reply, "right": x.right, "heard": x.heard,
+             "well_formed": x.well_formed, "seconds": round(x.seconds, 2)} for x in r.scores],
+            "failures": r.errors} for r in reports], indent=1))
+    if any(r.errors for r in reports):
+        raise typer.Exit(1)
