@@ -95,3 +95,64 @@ def test_work_cancelled_while_waiting_never_runs():
     pool.submit(lambda: None).result(timeout=5)
     assert not ran.is_set()
     pool.close()
+
+
+def test_a_refusing_lane_fails_its_callers_at_once_and_starts_nothing_more():
+    async def scenario():
+        pool = DeadlinePool("test", 1)
+        lane = Lane("the test model", pool=pool, capacity=3)
+        release, ran = threading.Event(), []
+        running = asyncio.ensure_future(lane.run(release.wait, 10))
+        waiting = asyncio.ensure_future(lane.run(ran.append, "never"))
+        while lane.queued != 1:  # one on the thread, one waiting for it
+            await asyncio.sleep(0.01)
+        lane.refuse(lambda: Unavailable("shutting down", code="shutting_down"))
+        for caller in (running, waiting):
+            with pytest.raises(Unavailable, match="shutting down"):
+                await asyncio.wait_for(caller, 1)  # at once, though the thread still runs
+        with pytest.raises(Unavailable, match="shutting down"):
+            lane.submit(ran.append, "new")
+        release.set()
+        while lane.in_flight:  # the place is freed when the thread's call returns
+            await asyncio.sleep(0.01)
+        pool.close()
+        assert ran == [] and lane.queued == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_stream_tells_its_producer_to_stop():
+    async def scenario():
+        pool = DeadlinePool("test", 1)
+        lane = Lane("the test model", pool=pool, capacity=1)
+        told_to_stop = threading.Event()
+
+        def produce(emit) -> None:
+            while not emit("token"):
+                time.sleep(0.01)
+            told_to_stop.set()
+
+        items = lane.stream(produce)
+        assert await anext(items) == "token"
+        lane.refuse(lambda: Unavailable("shutting down", code="shutting_down"))
+        with pytest.raises(Unavailable):
+            async for _ in items:
+                pass
+        assert await asyncio.to_thread(told_to_stop.wait, 5)
+        pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_that_outlives_the_event_loop_ends_quietly(caplog):
+    pool = DeadlinePool("test", 1)
+    release = threading.Event()
+
+    async def scenario():
+        lane = Lane("the test model", pool=pool, capacity=1)
+        lane.submit(release.wait, 10)  # still running when the loop closes, as at a forced exit
+
+    asyncio.run(scenario())
+    release.set()
+    pool.close()
+    assert not [r for r in caplog.records if r.levelno >= 40], "e.g. 'Event loop is closed' from the thread"
