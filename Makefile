@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench models multilingual system-deps clean
+.PHONY: run test bench models multilingual presets system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,15 @@ system-deps:
 multilingual: models
 	$(BIN)/voxgate models pull whisper-base
 
-test: multilingual system-deps
+# The `accurate` and `speculative` presets' 1.5B LLM: its tests and the preset benchmark.
+presets: models
+	$(BIN)/voxgate models pull qwen2.5-coder-1.5b-instruct
+
+test: multilingual presets system-deps
 	$(BIN)/pytest
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.
-bench: multilingual
+bench: multilingual presets
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/backends.py

@@ -180,10 +180,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(workdir: Path, console: Console):
-    """A fresh `voxgate serve` with auth on; yields (url, api key, env overrides)."""
+def serve(workdir: Path, console: Console, **settings: str):
+    """A fresh `voxgate serve` with auth on and `settings` (VOXGATE_ variables); yields
+    (url, api key, env overrides)."""
     port = free_port()
-    overrides = {"VOXGATE_AUTH": "on", "VOXGATE_DATA_DIR": str(workdir), "VOXGATE_TEMPERATURE": "0"}
+    overrides = {"VOXGATE_AUTH": "on", "VOXGATE_DATA_DIR": str(workdir), "VOXGATE_TEMPERATURE": "0", **settings}
     env = {**os.environ, **overrides, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "400"}
     added = subprocess.run([sys.executable, "-m", "voxgate", "users", "add", "bench"], env=env,
                            capture_output=True, text=True, timeout=120)

@@ -18,6 +18,14 @@ def _default_data_dir() -> Path:
     return Path(base) / "voxgate"
 
 
+# Preset -> (LLM, draft model). Measured in bench/presets.py; the README's model table has the figures.
+PRESETS: dict[str, tuple[str, str | None]] = {
+    "fast": ("qwen2.5-coder-0.5b-instruct", None),
+    "accurate": ("qwen2.5-coder-1.5b-instruct", None),
+    "speculative": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"),
+}
+
+
 class Settings(BaseSettings):
     """Server, model and limit settings.
 
@@ -52,7 +60,13 @@ class Settings(BaseSettings):
     llm_backend: Literal["local", "openai", "ollama"] = "local"
     tts_backend: Literal["local", "openai"] = "local"
     stt_model: str = "whisper-tiny.en"
-    llm_model: str = "qwen2.5-coder-0.5b-instruct"
+    preset: Literal["fast", "accurate", "speculative"] = Field("fast", description=(
+        "The local LLM in one word (see the README's model table): `fast` Qwen2.5-Coder 0.5B, `accurate` the "
+        "1.5B, `speculative` the 1.5B drafted by the 0.5B. VOXGATE_LLM_MODEL / _LLM_DRAFT_MODEL override it."))
+    llm_model: str = Field("", description="The LLM; empty: the preset's.")
+    llm_draft_model: str | None = Field(None, description=(
+        "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
+        "llama.cpp only); unset: the preset's."))
     tts_model: str = "piper-en_US-joe-medium"
     turn_model: str = Field("smart-turn-v3.2", description="End-of-turn model, always local: a catalog name "
                                                              "or a path to a Smart Turn .onnx file.")
@@ -116,6 +130,14 @@ class Settings(BaseSettings):
         "Requests per API key within api_key_window_seconds; then 429. 0: no limit."))
     api_key_window_seconds: float = Field(default=60.0, gt=0)
     max_conversations: int = Field(default=1000, ge=0, description="Conversations a user may keep; 0: no quota.")
+
+    @model_validator(mode="after")
+    def _preset_fills_the_llm(self) -> "Settings":
+        model, draft = PRESETS[self.preset]
+        self.llm_model = self.llm_model or model
+        if "llm_draft_model" not in self.model_fields_set:
+            self.llm_draft_model = draft
+        return self
 
     @model_validator(mode="after")
     def _remote_backends_have_urls(self) -> "Settings":

@@ -172,7 +172,10 @@ class Registry:
         if role == Role.LLM:
             from voxgate.engines.llamacpp import LlamaCppLLM
 
-            return LlamaCppLLM(display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots)
+            draft = (models.resolve(s.llm_draft_model, role, self.models_dir)[1]
+                     if s.llm_draft_model and name == s.llm_model else None)
+            return LlamaCppLLM(display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots,
+                               draft=draft)
         if role == Role.TURN:
             from voxgate.engines.smart_turn import SmartTurn
 

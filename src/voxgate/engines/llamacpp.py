@@ -14,7 +14,9 @@ from voxgate.engines.openai_chat import chunk_pieces, request_body
 
 
 class LlamaCppLLM:
-    def __init__(self, name: str, path: Path, *, threads: int, context: int, slots: int):
+    def __init__(self, name: str, path: Path, *, threads: int, context: int, slots: int, draft: Path | None = None):
+        """`draft`: a small model of the same family that proposes tokens for this one to
+        check in one batch (speculative decoding); it runs on the same threads."""
         self.name = name
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
@@ -25,6 +27,11 @@ class LlamaCppLLM:
         params.use_jinja = True
         params.warmup = True
         params.verbosity = -1
+        if draft is not None:
+            params.speculative.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
+            params.speculative.draft.mparams.path = str(draft)
+            params.speculative.draft.cpuparams.n_threads = threads
+            params.speculative.draft.cpuparams_batch.n_threads = threads
         self._server = xllamacpp.Server(params)
 
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
