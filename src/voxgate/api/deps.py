@@ -134,7 +134,7 @@ async def chat_input(request: Request, settings: SettingsDep) -> ChatInput:
                     if key != "audio":
                         raise BadRequest(f"unexpected file field {key!r}; send the recording as `audio`")
                     audio = await read_upload(value, settings)
-                else:
+                elif value != "":  # a field left empty: forms (and /docs) send every field
                     fields[key] = value
         body = _validate(ChatBody, fields)
     elif content_type in ("application/json", ""):
