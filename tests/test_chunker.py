@@ -55,3 +55,28 @@ def test_first_piece_is_cut_early_to_start_speaking_sooner():
     assert pieces[0] == "Paris is a beautiful city with a rich history"
     assert pieces[1:] == ["and cultural heritage.", "It has museums."]
     assert chunk("Well, Paris is lovely.", first_chars=48)[0] == "Well,"
+
+
+def test_japanese_sentences_are_cut_without_a_following_space():
+    chunker = SentenceChunker()
+    assert chunker.push("東京は日本の首都です。") == []  # a closing quote may still come
+    assert chunker.push("人口は") == ["東京は日本の首都です。"]
+    assert chunker.push("約千四百万人です！「本当？」") == ["人口は約千四百万人です！"]
+    assert chunker.push("と聞いた。") == ["「本当？」"]
+    assert chunker.flush() == ["と聞いた。"]
+
+
+def test_japanese_and_chinese_clauses_are_cut_at_their_commas():
+    assert chunk("はい、東京です。", first_chars=48)[0] == "はい、"
+    text = "今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、友達と、お弁当を食べました。"
+    assert chunk(text) == ["今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、", "友達と、お弁当を食べました。"]
+    assert chunk("北京是中国的首都，也是一个历史悠久的城市。它有很多名胜古迹！", clause_chars=5) == [
+        "北京是中国的首都，", "也是一个历史悠久的城市。", "它有很多名胜古迹！"]
+
+
+def test_unpunctuated_japanese_is_cut_between_characters_at_the_length_bound_never_inside_a_latin_word():
+    text = "これはPythonのコードです" * 12
+    pieces = chunk(text, max_chars=40)
+    assert len(pieces) > 3 and all(len(p) <= 40 for p in pieces)
+    assert "".join(pieces) == text  # nothing lost
+    assert sum(p.count("Python") for p in pieces) == text.count("Python")  # no Latin word broken

@@ -4,6 +4,9 @@ A piece ends at a sentence end (. ! ? followed by a space), at a line break, at 
 mark (, ; :) once the piece is long enough to sound natural, or, for text without
 punctuation, at the last space before a length bound. It never cuts inside a word, after
 an abbreviation ("Dr.", "e.g."), inside a number ("3.5") or after a list marker ("1.").
+Japanese and Chinese put no space after punctuation or between words: their text is cut
+after 。！？ (and a closing quote), after 、，；： and, unpunctuated, between two of its
+characters at the length bound.
 """
 
 import re
@@ -12,8 +15,10 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e approx no fig inc ltd co mt jan feb mar apr jun jul aug sep sept "
     "oct nov dec".split()
 )
-_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
-_CLAUSE_END = re.compile(r"[,;:—]+(?=\s)")
+_CJK_CLOSERS = re.escape("」』）】〉》”’\"')]")  # closing quotes and brackets stay with their sentence
+_SENTENCE_END = re.compile(rf"[.!?…]+[\"')\]]*(?=\s)|[。！？]+[{_CJK_CLOSERS}]*(?=[^{_CJK_CLOSERS}])")
+_CLAUSE_END = re.compile(r"[,;:—]+(?=\s)|[、，；：]+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")  # kana, Han
 
 
 def _ends_with_abbreviation(text: str) -> bool:
@@ -24,6 +29,14 @@ def _ends_with_abbreviation(text: str) -> bool:
     # "1." at the start of a line is a list marker, not the end of a sentence.
     line = text.rsplit("\n", 1)[-1].strip()
     return line.rstrip(".").isdigit()
+
+
+def _last_break(text: str, limit: int) -> int | None:
+    """The last place before `limit` to cut between words: a space, or between two CJK characters."""
+    for i in range(limit - 1, 0, -1):
+        if text[i] == " " or (_CJK.match(text, i - 1) and _CJK.match(text, i)):
+            return i
+    return None  # one endless word: wait for its end
 
 
 class SentenceChunker:
@@ -69,8 +82,7 @@ class SentenceChunker:
                     cut = match.end()
                     break
         if cut is None and len(buffer) > max_chars:
-            space = buffer.rfind(" ", 0, max_chars)
-            cut = space if space > 0 else None  # one endless word: wait for its end
+            cut = _last_break(buffer, max_chars)
         if cut is None:
             return None
         piece, self._buffer = buffer[:cut].strip(), buffer[cut:].lstrip()
