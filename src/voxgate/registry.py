@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from voxgate import models
-from voxgate.catalog import CATALOG, Role
+from voxgate.catalog import CATALOG, Role, catalog_voice, voice_id
 from voxgate.config import Settings
 from voxgate.errors import BadRequest, Conflict, NotFound
 from voxgate.languages import base_language
@@ -52,7 +52,7 @@ class Voice:
     id: str  # what a request names in `voice`
     language: str | None  # BCP 47-ish, e.g. "en-us", "fr"; None: whatever the remote engine speaks
     name: str
-    engine: str  # piper | espeak-ng | openai
+    engine: str  # piper | hibari | kokoro-ja | espeak-ng | openai
     gender: str | None = None
     quality: str | None = None
 
@@ -97,6 +97,8 @@ class Registry:
     def role_of(self, name: str) -> Role | None:
         if name in CATALOG:
             return CATALOG[name].role
+        if catalog_voice(name):  # another voice of a catalog model: "kokoro-82m-ja:jm_kumo"
+            return Role.TTS
         if name.startswith(ESPEAK_PREFIX):
             from voxgate.engines.espeak import espeak_voices
 
@@ -164,6 +166,15 @@ class Registry:
             from voxgate.engines.espeak import EspeakTTS
 
             return EspeakTTS(name.removeprefix(ESPEAK_PREFIX))
+        spoken = catalog_voice(name) if role == Role.TTS else None  # the catalog says which engine speaks it
+        if spoken and spoken[0].engine == "hibari":
+            from voxgate.engines.hibari import HibariTTS
+
+            return HibariTTS(name, models.resolve(spoken[0].name, role, self.models_dir)[1])
+        if spoken and spoken[0].engine == "kokoro-ja":
+            from voxgate.engines.kokoro_ja import KokoroJaTTS
+
+            return KokoroJaTTS(name, models.resolve(spoken[0].name, role, self.models_dir)[1], spoken[1].name)
         display, path = models.resolve(name, role, self.models_dir)
         if role == Role.STT:
             from voxgate.engines.whisper import WhisperSTT
@@ -360,6 +371,8 @@ class Registry:
         if info.source not in ("catalog", "imported", "custom") or info.state in ("available", "preparing"):
             raise Conflict(f"{name!r} is {info.state if info.source == 'catalog' else info.source}: nothing to delete",
                            code="not_deletable")
+        for voice in CATALOG[name].voices if info.source == "catalog" else ():  # its other voices too
+            self.unload(voice_id(CATALOG[name], voice))
         self.unload(name)
         models.remove(self.models_dir, name)
         if info.source == "catalog":
@@ -368,7 +381,8 @@ class Registry:
     # Voices.
 
     def voices(self) -> list[Voice]:
-        """Piper voices on disk, the remote TTS voice if configured, and espeak-ng's languages."""
+        """Every voice of the TTS models on disk (catalog voices as the catalog describes them,
+        others from their Piper config), the remote TTS voice if configured, and espeak-ng's languages."""
         from voxgate.engines.espeak import espeak_voices
 
         found = []
@@ -377,7 +391,11 @@ class Registry:
                 continue
             if info.source == "remote":
                 found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
-            elif info.source in ("catalog", "imported", "path") and info.state in ("ready", "loaded"):
+            elif info.source == "catalog" and info.state in ("ready", "loaded"):
+                model = CATALOG[info.name]
+                found += [Voice(voice_id(model, v), v.language, v.name, model.engine, v.gender, v.quality)
+                          for v in model.voices]
+            elif info.source in ("imported", "path") and info.state in ("ready", "loaded"):
                 _, path = models.resolve(info.name, Role.TTS, self.models_dir)
                 config = json.loads(path.with_name(path.name + ".json").read_text())
                 language = config.get("language", {})
@@ -390,7 +408,8 @@ class Registry:
 
     def voice_for(self, language: str | None, requested: str | None = None) -> str:
         """The voice to speak a reply with: the one asked for, else the default voice if it
-        speaks `language`, else a Piper voice for it, else espeak-ng's, else the default."""
+        speaks `language`, else a neural voice on disk for it (Piper, hibari, Kokoro), else
+        espeak-ng's, else the default."""
         voices = self.voices()
         if requested:
             if requested == self.defaults[Role.TTS] or any(v.id == requested for v in voices):
@@ -403,9 +422,10 @@ class Registry:
         speaks = {v.id: v.language for v in voices}
         if default not in speaks or speaks[default] is None or base_language(speaks[default]) == wanted:
             return default
-        piper = [v.id for v in voices if v.engine == "piper" and v.language and base_language(v.language) == wanted]
-        if piper:
-            return piper[0]
+        neural = [v.id for v in voices
+                  if v.engine != "espeak-ng" and v.language and base_language(v.language) == wanted]
+        if neural:
+            return neural[0]
         from voxgate.engines.espeak import espeak_language
 
         espeak = espeak_language(language)

@@ -125,7 +125,8 @@ async def unload_model(name: str, registry: ModelsDep) -> dict:
 
 @router.get("/v1/voices")
 async def list_voices(registry: ModelsDep) -> dict:
-    """Voices by language: Piper voices on disk, a remote TTS, and espeak-ng's ~100 languages."""
+    """Every voice with its language, gender and engine: the TTS models on disk (Piper, hibari,
+    Kokoro's five Japanese voices once pulled), a remote TTS, and espeak-ng's ~100 languages."""
     voices = await asyncio.to_thread(registry.voices)
     default = registry.defaults[Role.TTS]
     return {"object": "list", "data": [{**v.__dict__, "default": v.id == default} for v in voices]}
