@@ -51,6 +51,7 @@ bench: multilingual presets
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/stt.py
+	$(BIN)/python bench/voices.py
 	$(BIN)/python bench/presets.py
 	$(BIN)/python bench/realtime.py
 
