@@ -17,7 +17,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from starlette.datastructures import Headers
 from starlette.routing import Match
@@ -34,6 +35,11 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
 # Always served, even while shutting down, and not counted as work in flight.
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 _TAIL_SECONDS = 2.0  # after the lanes refuse: time for the errors to reach their clients
+
+
+def shutting_down() -> Unavailable:
+    return Unavailable("the server is shutting down; retry on another instance", code="shutting_down",
+                       retry_after=1)
 
 
 class RequestContext:
@@ -127,6 +133,25 @@ class Shutdown:
     def idle(self) -> bool:
         return self._requests == 0 and all(lane.in_flight == 0 for lane in self.lanes)
 
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """An HTTP request in flight: the drain waits for it."""
+        self._requests += 1
+        try:
+            yield
+        finally:
+            self._requests -= 1
+
+    @contextmanager
+    def socket(self) -> Iterator[asyncio.Event]:
+        """An open WebSocket: the event is set when it is to be closed."""
+        closing = asyncio.Event()
+        self._sockets.add(closing)
+        try:
+            yield closing
+        finally:
+            self._sockets.discard(closing)
+
     def hurry(self) -> None:
         """End the grace period now (a second signal)."""
         self._hurry.set()
@@ -137,8 +162,7 @@ class Shutdown:
         deadline = time.monotonic() + self.grace_seconds
         await self._until(lambda: self.idle, deadline)
         for lane in self.lanes:
-            lane.refuse(lambda: Unavailable("the server is shutting down; retry on another instance",
-                                            code="shutting_down", retry_after=1))
+            lane.refuse(shutting_down)
         await self._until(lambda: self._requests == 0, time.monotonic() + _TAIL_SECONDS)
         for close in self._sockets:
             close.set()
@@ -162,23 +186,17 @@ class Drain:
         if scope["type"] not in ("http", "websocket") or scope["path"] in PROBES:
             return await self.app(scope, receive, send)
         if self.shutdown.draining:
-            refused = Unavailable("the server is shutting down; retry on another instance",
-                                  code="shutting_down", retry_after=1)
             if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
-                return await send({"type": "websocket.close", "code": 1013, "reason": "server shutting down"})
-            return await self.refusal(refused)(scope, receive, send)
+                return await send({"type": "websocket.close"})  # the server cannot answer 503: a 403
+            return await self.refusal(shutting_down())(scope, receive, send)
         if scope["type"] == "websocket":
             return await self._socket(scope, receive, send)
-        self.shutdown._requests += 1
-        try:
+        with self.shutdown.request():
             await self.app(scope, receive, send)
-        finally:
-            self.shutdown._requests -= 1
 
     async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run a WebSocket whose next receive ends, once the shutdown closes it, with the
         close sent to the client and a disconnect handed to the app."""
-        closing = asyncio.Event()
         pending: asyncio.Future | None = None  # the client's next message, kept across calls
         accepted = False
 
@@ -203,10 +221,9 @@ class Drain:
                 await send({"type": "websocket.close", "code": 1001, "reason": "server shutting down"})
             return {"type": "websocket.disconnect", "code": 1001, "reason": "server shutting down"}
 
-        self.shutdown._sockets.add(closing)
-        try:
-            await self.app(scope, receive_unless_closing, track)
-        finally:
-            self.shutdown._sockets.discard(closing)
-            if pending is not None:
-                pending.cancel()
+        with self.shutdown.socket() as closing:
+            try:
+                await self.app(scope, receive_unless_closing, track)
+            finally:
+                if pending is not None:
+                    pending.cancel()

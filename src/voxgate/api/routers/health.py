@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 
 from voxgate.api.deps import get_pipeline
+from voxgate.api.middleware import shutting_down
 from voxgate.errors import Unauthorized, Unavailable
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,7 @@ async def readyz(request: Request) -> dict:
     """200 once every default model is loaded and warmed up; 503 (with the reason) until then,
     and again from the moment the server starts shutting down."""
     if request.app.state.shutdown.draining:
-        raise Unavailable("the server is shutting down", code="shutting_down", retry_after=1)
+        raise shutting_down()
     registry = get_pipeline(request).models
     loaded = set(registry.loaded())
     missing = [name for name in registry.defaults.values() if name not in loaded]
