@@ -13,9 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import start_server, stop_server
+from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from voxgate import logs
+from voxgate.api.app import create_app
+from voxgate.config import Settings
 from voxgate.lanes import Lane
 from voxgate.scheduler import DeadlinePool
 
@@ -106,3 +109,18 @@ def test_what_a_model_call_logs_on_its_thread_carries_the_request_id():
         pool.close()
         engine_log.removeHandler(handler)
     assert sorted(json.loads(line)["request_id"] for line in stream.getvalue().splitlines()) == ["first", "second"]
+
+
+def test_a_500_carries_the_id_its_logged_traceback_has(tmp_path, caplog):
+    app = create_app(Settings(data_dir=tmp_path))
+
+    @app.get("/v1/bug")
+    async def bug():  # stands in for any bug
+        raise RuntimeError("a bug")
+
+    caplog.handler.addFilter(logs.RequestIdFilter())
+    response = TestClient(app).get("/v1/bug", headers={"X-Request-ID": "bug-1"})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert response.headers["x-request-id"] == "bug-1"
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1 and logged[0].request_id == "bug-1"  # logged once, with its id
