@@ -347,6 +347,7 @@ class Pipeline:
                     pcm, rate = await self.speak(piece, voice=plan.voice)
                     data = await self.encode(pcm, rate, request.voice_format)
                 tts_ms += (time.perf_counter() - begin) * 1000
+                firsts.setdefault("tts_first", round(tts_ms, 1))
                 firsts.setdefault("first_audio", since_start())
                 needed_at = max(needed_at or 0.0, time.monotonic()) + len(pcm) / rate
                 spoken.append(pcm)

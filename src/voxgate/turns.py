@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from voxgate import metrics
 from voxgate.audio import CONTAINER_EXTENSIONS
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
@@ -127,6 +128,7 @@ class PreparedTurn:
                 answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
                                                 result.speech_format or "bin")
             session.add_all([question, answer])
+        metrics.observe_turn(result.timings)
         return StoredTurn(result, conversation.id, self.persona, question.id, answer.id)
 
 

@@ -15,11 +15,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 from conftest import start_server, stop_server
-from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from voxgate.metrics import observe_turn
 
 TOKEN = "metrics-" + secrets.token_hex(8)
 
@@ -142,31 +140,30 @@ def test_loaded_models_are_listed(server, client):
     assert all(value(samples, "voxgate_model_loaded", model=name) == 1 for name in defaults)
 
 
-def _stage(name: str) -> tuple[float, float]:
-    """(count, sum) of a stage in this process's registry."""
-    samples = {(s.name, frozenset(s.labels.items())): s.value
-               for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
-               for s in family.samples}
-    labels = frozenset({("stage", name)})
-    return (samples.get(("voxgate_turn_stage_seconds_count", labels), 0.0),
-            samples.get(("voxgate_turn_stage_seconds_sum", labels), 0.0))
+def _stage(samples: Samples, name: str) -> tuple[float, float]:
+    """(count, sum) of a turn stage's histogram."""
+    return (value(samples, "voxgate_turn_stage_seconds_count", stage=name),
+            value(samples, "voxgate_turn_stage_seconds_sum", stage=name))
 
 
-def test_the_timings_of_real_turns_become_stage_histograms(client, france_wav):
+def test_the_timings_of_real_turns_become_stage_histograms(server, client, france_wav):
+    before = scrape(server)
     with client.stream("POST", "/v1/chat", files={"audio": ("q.wav", france_wav)},
                        data={"reply_as": "voice", "stream": "true", "max_tokens": "40"}) as response:
         done = json.loads([line for line in response.iter_lines() if line.startswith("data: ")][-1][6:])
     timings = done["timings"]
-    assert all(timings[k] is not None for k in ("decode", "stt", "llm", "tts", "first_text", "first_audio", "total"))
-    stages = ("decode", "stt", "llm", "tts", "first_audio", "total", "llm_first_token")
-    before = {stage: _stage(stage) for stage in stages}
-    observe_turn(timings)
-    for stage in stages:
-        count, total = _stage(stage)
-        expected = (timings["first_text"] - timings["decode"] - timings["stt"] if stage == "llm_first_token"
-                    else timings[stage])
-        assert count == before[stage][0] + 1
-        assert total - before[stage][1] == pytest.approx(expected / 1000)
-    buffered = client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 8}).json()["timings"]
-    observe_turn(buffered)  # a text turn: no decode, STT or TTS stage, nothing recorded for them
-    assert _stage("llm")[0] == before["llm"][0] + 2 and _stage("stt")[0] == before["stt"][0] + 1
+    assert all(timings[k] is not None for k in ("decode", "stt", "llm", "tts", "tts_first", "first_text",
+                                                  "first_audio", "total"))
+    after = scrape(server)
+    stages = {"decode": "decode", "stt": "stt", "llm": "llm", "tts": "tts", "tts_first": "tts_first_chunk",
+              "first_audio": "first_audio", "total": "total"}
+    for key, stage in stages.items():
+        (count, total), (count_before, total_before) = _stage(after, stage), _stage(before, stage)
+        assert count == count_before + 1, stage
+        assert total - total_before == pytest.approx(timings[key] / 1000), stage
+    first_token = _stage(after, "llm_first_token")[1] - _stage(before, "llm_first_token")[1]
+    assert first_token == pytest.approx((timings["first_text"] - timings["decode"] - timings["stt"]) / 1000)
+    client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 8}).raise_for_status()
+    text_turn = scrape(server)  # a text turn: no decode, STT or TTS stage, nothing recorded for them
+    assert _stage(text_turn, "llm")[0] == _stage(after, "llm")[0] + 1
+    assert _stage(text_turn, "stt")[0] == _stage(after, "stt")[0]

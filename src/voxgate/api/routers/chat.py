@@ -30,7 +30,10 @@ _BODY_DOC = {
                     "properties": {
                         "audio": {"type": "string", "format": "binary",
                                   "description": "WAV, MP3, OGG/Opus, WebM/Opus, FLAC or M4A recording"},
-                        **ChatBody.model_json_schema()["properties"],
+                        # Swagger UI fills optional fields with junk unless their example is empty.
+                        **{name: field if "default" in field and field["default"] is not None
+                           else {**field, "examples": [""]}
+                           for name, field in ChatBody.model_json_schema()["properties"].items()},
                     },
                 }
             },
