@@ -5,6 +5,7 @@ import secrets
 
 from voxgate import auth
 from voxgate.config import Settings
+from voxgate.errors import Conflict
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import User
@@ -55,4 +56,7 @@ async def first_admin(db: Database) -> tuple[User, str, str] | None:
     async with db.session() as session:
         if await repo.count_users(session):
             return None
-    return await add_user(db, "admin", is_admin=True)
+    try:
+        return await add_user(db, "admin", is_admin=True)
+    except Conflict:  # another replica starting at the same moment created it
+        return None

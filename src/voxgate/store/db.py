@@ -9,10 +9,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x766F78676174  # "voxgat": a PostgreSQL advisory lock key of its own
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -32,7 +33,7 @@ class Database:
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (safe to run on every start)."""
+        """Bring the schema to the newest Alembic revision (safe on every start, by replicas at once)."""
         def upgrade(connection) -> None:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
@@ -40,6 +41,10 @@ class Database:
             command.upgrade(config, "head")
 
         async with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Replicas starting together would each create the same tables; the lock makes
+                # the others wait, then find the schema at head. It ends with the transaction.
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await connection.run_sync(upgrade)
 
     async def close(self) -> None:
