@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench models multilingual presets system-deps clean
+.PHONY: run test bench models multilingual presets voices system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,15 @@ multilingual: models
 presets: models
 	$(BIN)/voxgate models pull qwen2.5-coder-1.5b-instruct
 
-test: multilingual presets system-deps
+# Piper joe, the default voice before hibari: tests and benchmarks speak questions in it.
+voices: models
+	$(BIN)/voxgate models pull piper-en_US-joe-medium
+
+test: multilingual presets voices system-deps
 	$(BIN)/pytest
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.
-bench: multilingual presets
+bench: multilingual presets voices
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/streaming.py
 	$(BIN)/python bench/backends.py

@@ -75,13 +75,13 @@ def main() -> None:
     finally:
         proc.kill()
 
-    with registry.use(Role.TTS) as piper:
-        pcm = np.concatenate([c.pcm for c in piper.synthesize(QUESTION)])
-        question = audio.decode(audio.encode(pcm, piper.sample_rate, "wav"), max_seconds=60).samples
+    with registry.use(Role.TTS) as voice:
+        pcm = np.concatenate([c.pcm for c in voice.synthesize(QUESTION)])
+        question = audio.decode(audio.encode(pcm, voice.sample_rate, "wav"), max_seconds=60).samples
         start = time.perf_counter()
         for _ in range(RUNS):
-            list(piper.synthesize(SENTENCE))
-        rows["TTS Piper en_US-joe-medium"] = {"total_ms": round((time.perf_counter() - start) / RUNS * 1000, 1)}
+            list(voice.synthesize(SENTENCE))
+        rows[f"TTS {voice.name}"] = {"total_ms": round((time.perf_counter() - start) / RUNS * 1000, 1)}
     espeak = EspeakTTS("fr")
     start = time.perf_counter()
     for _ in range(RUNS):

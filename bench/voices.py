@@ -9,8 +9,9 @@ and warmed up; then it speaks 20 reply-like sentences, each synthesized 3 times:
                   as one text (a whole reply to /v1/audio/speech): median, p95 over runs
   word errors     each sentence's audio (first run), resampled to 16 kHz, transcribed by
                   whisper-tiny.en through voxgate's WhisperSTT; word error rate over all
-                  sentences (words compared lower-case without punctuation), and how many
-                  were heard exactly
+                  sentences (words compared lower-case without punctuation; the sentences
+                  avoid numbers, which Whisper may write as digits), and how many were heard
+                  exactly
   level           RMS of all the audio, dBFS
 The voice with fewer word errors, not slower than real time by a wide margin, is the
 default (`VOXGATE_TTS_MODEL`; README, Models).
@@ -38,8 +39,8 @@ from voxgate.registry import Registry
 
 VOICES = ("piper-en_US-joe-medium", "hibari-en_US-heart")
 SENTENCES = [
-    "The capital of France is Paris.", "A spider has eight legs.", "The sky looks blue because air scatters blue light.",
-    "There are seven days in a week.", "Jupiter is the largest planet in our solar system.",
+    "The capital of France is Paris.", "Spiders spin webs to catch insects.", "The sky looks blue because air scatters blue light.",
+    "Monday comes after Sunday.", "Jupiter is the largest planet in our solar system.",
     "William Shakespeare wrote Romeo and Juliet.", "Bees make honey from the nectar of flowers.",
     "Mount Everest is the tallest mountain on Earth.", "A bicycle has two wheels.", "Frozen water is called ice.",
     "Sure, I can help you with that.", "Your name is Ada, you told me earlier.",

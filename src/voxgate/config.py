@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     llm_draft_model: str | None = Field(None, description=(
         "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
         "llama.cpp only); unset: the preset's."))
-    tts_model: str = "piper-en_US-joe-medium"
+    tts_model: str = Field("hibari-en_US-heart", description=(
+        "The voice: faster and better understood than Piper joe (bench/voices.py); `piper-en_US-joe-medium` "
+        "stays selectable."))
     turn_model: str = Field("smart-turn-v3.2", description="End-of-turn model, always local: a catalog name "
                                                              "or a path to a Smart Turn .onnx file.")
     stt_url: str | None = None

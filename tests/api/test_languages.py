@@ -1,6 +1,8 @@
 """Several languages: multilingual Whisper hears the language, the reply is in it, and a
-voice of that language speaks it (Piper where installed, espeak-ng otherwise)."""
+voice of that language speaks it (a neural voice where installed, espeak-ng otherwise)."""
 
+import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from urllib.parse import unquote
@@ -9,7 +11,9 @@ import httpx
 import pytest
 from conftest import espeak, start_server, stop_server, words
 
+from voxgate.config import Settings
 from voxgate.languages import base_language
+from voxgate.registry import Registry
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +77,14 @@ def test_spoken_question_is_answered_in_its_language_by_a_voice_of_it(multilingu
     assert len(said & set(words(plain(transcribe(multilingual, response.content, language))))) >= len(said) / 2
 
 
-def test_english_keeps_the_piper_voice(multilingual):
+def test_english_keeps_the_default_voice(multilingual):
     question = multilingual.post("/v1/audio/speech", json={"input": "Good morning! How are you today?",
                                                            "response_format": "wav"}).content
     reply = multilingual.post("/v1/chat", files={"audio": ("q.wav", question)}, data={"reply_as": "voice"})
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-voxgate-language"] == "en"
     assert {"morning", "today"} <= set(words(unquote(reply.headers["x-voxgate-transcript"])))
-    assert reply.headers["x-voxgate-voice"] == "piper-en_US-joe-medium"
+    assert reply.headers["x-voxgate-voice"] == "hibari-en_US-heart"
 
 
 def test_a_fixed_language_wins_over_the_question_and_a_voice_can_be_chosen(multilingual):
@@ -99,3 +103,40 @@ def test_a_fixed_language_wins_over_the_question_and_a_voice_can_be_chosen(multi
     for voice in ("nobody", "espeak-ng:xx"):
         unknown = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice": voice})
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_voice"
+
+
+@pytest.fixture(scope="module")
+def japanese_voice() -> str:
+    """Kokoro's Japanese voices: an optional model, pulled as an admin would (once per machine)."""
+    Registry(Settings()).pull("kokoro-82m-ja", lambda _: None)
+    return "kokoro-82m-ja"
+
+
+def kanji_and_kana(text: str) -> set[str]:
+    return {c for c in text if unicodedata.name(c, "").startswith(("CJK UNIFIED", "HIRAGANA", "KATAKANA"))}
+
+
+QUESTION_JA = {"text": "日本の首都はどこですか？", "language": "ja", "reply_as": "voice", "temperature": 0}
+
+
+def test_a_japanese_question_is_answered_in_a_neural_japanese_voice(multilingual, japanese_voice):
+    reply = multilingual.post("/v1/chat", json=QUESTION_JA)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-voxgate-language"] == "ja" and reply.headers["x-voxgate-voice"] == japanese_voice
+    said = unquote(reply.headers["x-voxgate-reply"])
+    heard = multilingual.post("/v1/audio/transcriptions", files={"file": ("reply.wav", reply.content)},
+                              data={"response_format": "verbose_json"}).json()
+    assert heard["language"] == "ja", heard  # Whisper tells Japanese speech by itself
+    assert len(kanji_and_kana(said) & kanji_and_kana(heard["text"])) >= len(kanji_and_kana(said)) / 2, (said, heard)
+
+
+def test_a_streamed_japanese_reply_is_spoken_sentence_by_sentence(multilingual, japanese_voice):
+    two_questions = {**QUESTION_JA, "text": "日本の首都はどこですか？その人口は？", "stream": True}  # two sentences back
+    with multilingual.stream("POST", "/v1/chat", json=two_questions) as response:
+        assert response.status_code == 200
+        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines() if line.startswith("data: ")]
+    done, audio = events[-1], [e for e in events if "audio" in e]
+    assert done["voice"] == japanese_voice and all(a["sample_rate"] == 24000 for a in audio)
+    reply = "".join(done["reply"].split())
+    assert "".join("".join(a["text"] for a in audio).split()) == reply  # every character spoken, once
+    assert len(audio) > len(re.findall(r"[。！？](?=.)", reply))  # no space after 。 yet cut there

@@ -64,11 +64,11 @@ def test_list_shows_role_source_size_license_state_and_defaults(user):
     assert qwen["object"] == "model" and qwen["role"] == "llm" and qwen["source"] == "catalog"
     assert qwen["state"] == "loaded" and qwen["default"] is True
     assert qwen["size_bytes"] == 491_400_064 and qwen["license"] == "Apache-2.0"
-    assert listed["whisper-tiny.en"]["default"] and listed["piper-en_US-joe-medium"]["default"]
+    assert listed["whisper-tiny.en"]["default"] and listed["hibari-en_US-heart"]["default"]
     assert listed["qwen2.5-coder-1.5b-instruct"]["state"] == "available"
     assert not listed["qwen2.5-coder-1.5b-instruct"]["default"]
     assert user.get("/v1/models/defaults").json() == {
-        "stt": "whisper-tiny.en", "llm": DEFAULT_LLM, "tts": "piper-en_US-joe-medium", "turn": "smart-turn-v3.2"}
+        "stt": "whisper-tiny.en", "llm": DEFAULT_LLM, "tts": "hibari-en_US-heart", "turn": "smart-turn-v3.2"}
 
 
 def test_changes_need_an_admin(user):
@@ -196,7 +196,8 @@ def test_delete_frees_the_pulled_model(admin, models_server):
 def test_voices_by_language(user):
     voices = user.get("/v1/voices").json()["data"]
     by_id = {v["id"]: v for v in voices}
-    joe = by_id["piper-en_US-joe-medium"]
-    assert joe["engine"] == "piper" and joe["language"] == "en-us" and joe["quality"] == "medium" and joe["default"]
+    heart = by_id["hibari-en_US-heart"]
+    assert (heart["engine"], heart["language"], heart["gender"], heart["name"]) == ("hibari", "en-us", "female", "heart")
+    assert heart["default"] and all({"language", "gender", "engine"} <= v.keys() for v in voices)
     espeak_languages = {v["language"] for v in voices if v["engine"] == "espeak-ng"}
     assert {"fr-fr", "es"} <= espeak_languages and len(espeak_languages) > 50

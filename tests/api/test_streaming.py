@@ -36,7 +36,7 @@ def test_voice_turn_streams_transcript_text_audio_then_done(client, france_wav):
     assert text.strip() == done["reply"] and "paris" in done["reply"].lower()
     audio = [data for kind, data in received if kind == "audio"]
     assert audio and [a["index"] for a in audio] == list(range(len(audio)))
-    assert all(base64.b64decode(a["audio"])[:4] == b"RIFF" and a["sample_rate"] == 22050 for a in audio)
+    assert all(base64.b64decode(a["audio"])[:4] == b"RIFF" and a["sample_rate"] == 24000 for a in audio)
     assert " ".join(a["text"] for a in audio).split() == done["reply"].split()  # every word spoken once
     timings = done["timings"]
     assert 0 < timings["first_text"] <= timings["first_audio"] <= timings["total"]
