@@ -211,8 +211,5 @@ def voice_id(model: CatalogModel, voice: CatalogVoice) -> str:
 
 def catalog_voice(voice: str) -> tuple[CatalogModel, CatalogVoice] | None:
     """The catalog model and voice a voice id names ("kokoro-82m-ja:jm_kumo"), or None."""
-    name, _, wanted = voice.partition(":")
-    model = CATALOG.get(name)
-    if model is None or not model.voices:
-        return None
-    return next(((model, v) for v in model.voices if v.name == (wanted or model.voices[0].name)), None)
+    model = CATALOG.get(voice.partition(":")[0])
+    return next(((model, v) for v in model.voices if voice_id(model, v) == voice), None) if model else None

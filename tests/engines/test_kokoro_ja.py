@@ -57,7 +57,7 @@ def test_five_japanese_voices_are_listed_with_their_gender(registry):
     assert voices[NAME].name == "jf_alpha" and voices[NAME].gender == "female"
     assert voices[f"{NAME}:jm_kumo"].gender == "male"
     assert registry.voice_for("ja") == NAME  # a Japanese reply gets it, not espeak-ng
-    assert registry.role_of(f"{NAME}:nobody") is None
+    assert registry.role_of(f"{NAME}:nobody") is None and registry.role_of(f"{NAME}:jf_alpha") is None  # one id each
 
 
 def test_each_sentence_is_one_chunk_and_whisper_hears_japanese(registry, tts):
