@@ -53,6 +53,8 @@ def decode_speed(client: httpx.Client, question: str) -> float | None:
 def first_clause(client: httpx.Client, question: str) -> dict:
     with client.stream("POST", "/v1/chat", json={"text": question, "reply_as": "voice", "stream": True,
                                                   "temperature": 0}) as response:
+        if response.status_code != 200:
+            return {"error": f"{response.status_code}: {response.read()[:200]!r}"}
         event = None
         for line in response.iter_lines():
             if line.startswith("event: "):
@@ -86,12 +88,14 @@ def bench_preset(preset: str, console: Console) -> dict:
             speeds = [s for s in (decode_speed(client, q) for q in LONG) if s]
             timings = [first_clause(client, q) for q in SHORT]
             rss = rss_mb(Path(tmp))
+    errors = [t["error"] for t in timings if "error" in t]
     text = [t["first_text"] for t in timings if t.get("first_text")]
     audio = [t["first_audio"] for t in timings if t.get("first_audio")]
     return {"preset": preset, "llm": PRESETS[preset][0], "draft": PRESETS[preset][1], "battery": summary,
             "decode_tok_s": round(statistics.median(speeds), 1) if speeds else None,
             "first_text_ms": {"median": pct(text, 50), "p95": pct(text, 95)},
-            "first_audio_ms": {"median": pct(audio, 50), "p95": pct(audio, 95)}, "rss_mb": rss}
+            "first_audio_ms": {"median": pct(audio, 50), "p95": pct(audio, 95)}, "rss_mb": rss,
+            "first_clause_errors": errors}
 
 
 def main() -> None:
