@@ -23,12 +23,14 @@ run: models
 
 # Debian packages the tests need, installed only when missing: espeak-ng speaks the test
 # questions; postgresql's server binaries run a throwaway database (the client alone is not
-# enough); chromium runs the browser test (Playwright drives it; it never downloads one).
+# enough); chromium runs the browser test (Playwright drives it; it never downloads one);
+# nginx balances two replicas in the scale-out test (its own process, config and port).
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

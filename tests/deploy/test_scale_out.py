@@ -295,6 +295,15 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
     def answered_since(moment: float, i: int) -> int:
         return sum(o.status == 200 and o.started > moment for o in outcomes[i])
 
+    def failed_after_kill() -> bool:  # the assertions below say how
+        return any(o.status != 200 and o.started > killed_at for i in range(threads) for o in outcomes[i])
+
+    def retried() -> bool:
+        """nginx gave the dead replica a turn, found it gone and passed the turn to the survivor
+        (at its first round-robin turn, or once `fail_timeout` after a failure has passed)."""
+        return any(s.upstreams == [victim.address, survivor.address] and s.status == 200
+                   for s in balancer.served("POST /v1/chat", since))
+
     def drive(i: int) -> None:
         """Turns of one conversation, one after the other, until told to stop."""
         conversation = None
@@ -325,8 +334,8 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
                 since = balancer.mark()
                 killed_at = time.monotonic()
                 victim.server.proc.kill()  # kill -9, while turns are in flight
-                assert progress.wait_for(lambda: all(answered_since(killed_at, i) for i in range(threads)), 90), \
-                    outcomes
+                assert progress.wait_for(lambda: failed_after_kill() or (
+                    retried() and all(answered_since(killed_at, i) for i in range(threads))), 90), outcomes
         finally:
             stop.set()
             for driver in drivers:
@@ -338,7 +347,7 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
         if o.started > killed_at:  # the balancer no longer sends anything to the dead replica
             assert o.status == 200, o
         elif o.status != 200:  # in flight on the dead replica: a clean error from the balancer
-            assert o.status == 502 and o.body["error"]["code"] == "replica_failed" and o.ended > killed_at, o
+            assert (o.status, o.body.get("error", {}).get("code")) == (502, "replica_failed") and o.ended > killed_at, o
 
     # Every answered turn is stored, read back through the balancer (now only the survivor).
     for i in range(threads):
@@ -354,7 +363,7 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
             assert replies.get(body["message_id"]) == body["reply"], (body, messages)
 
     # The balancer's log: before the kill both replicas answered turns; after it, every
-    # request answered was answered by the survivor (some after trying the dead one first).
+    # request answered was answered by the survivor (at least one after trying the dead one).
     before = balancer.served("POST /v1/chat", start, until=since)
     assert {s.upstreams[-1] for s in before if s.status == 200} == {victim.address, survivor.address}, before
     turns_after = balancer.served("POST /v1/chat", since, sum(o.started > killed_at for o in everything))
