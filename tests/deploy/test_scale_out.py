@@ -33,6 +33,7 @@ from websockets.sync.client import connect
 
 NGINX = "/usr/sbin/nginx"  # Debian's `nginx` package; `make test` installs it
 TEMPLATE = Path(__file__).parents[2] / "deploy" / "nginx.conf"
+DOCS = Path(__file__).parents[2] / "docs" / "deployment.md"  # shows TEMPLATE
 TIMEOUT = 120
 
 
@@ -147,6 +148,11 @@ def balancer(replicas) -> Iterator[Balancer]:
             if (home / name).exists():
                 shutil.copyfile(home / name, output.parent / f"nginx-{name}")
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_documented_nginx_config_is_the_one_tested():
+    config = TEMPLATE.read_text()
+    assert config[config.index("upstream voxgate {"):] in DOCS.read_text()
 
 
 def test_replicas_started_together_on_an_empty_database_create_one_admin(replicas):
