@@ -52,6 +52,9 @@ def main() -> None:
     params.port = port
     params.hostnames = ["127.0.0.1"]
     params.n_ctx = 2048
+    # One thread: the tests' voxgate servers share the two cores (llama.cpp's default, one
+    # per core, spins against them and an 8-token reply took up to 15 s under load).
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
     params.use_jinja = True
     params.verbosity = -1
     server = xllamacpp.Server(params)
