@@ -37,9 +37,13 @@ def token_secret(settings: Settings) -> str:
 
 async def local_user(db: Database) -> User:
     """The single admin everyone is served as when auth is off."""
-    async with db.session() as session, session.begin():
-        return (await repo.user_by_name(session, LOCAL_USER)
-                or await repo.create_user(session, LOCAL_USER, auth.new_password(), is_admin=True))
+    try:
+        async with db.session() as session, session.begin():
+            return (await repo.user_by_name(session, LOCAL_USER)
+                    or await repo.create_user(session, LOCAL_USER, auth.new_password(), is_admin=True))
+    except Conflict:  # another replica starting at the same moment created it
+        async with db.session() as session:
+            return await repo.user_by_name(session, LOCAL_USER)
 
 
 async def add_user(db: Database, username: str, *, is_admin: bool) -> tuple[User, str, str]:
