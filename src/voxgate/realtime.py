@@ -41,7 +41,7 @@ log = logging.getLogger("voxgate")
 Send = Callable[[dict], Awaitable[None]]
 
 # Speech over a reply that lasts longer than this is an interruption, whatever it says.
-BACKCHANNEL_MAX_MS = 700
+BACKCHANNEL_MAX_MS = 1000
 _BACKCHANNEL_WORDS = frozenset(
     "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split())
 ECHO_CHECK_EVERY = RATE * 3 // 20  # re-judge speech over a reply every 150 ms of it
