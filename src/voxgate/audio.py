@@ -106,6 +106,8 @@ def streaming_wav_header(sample_rate: int) -> bytes:
 
 def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     """Encode mono int16 `pcm` as `fmt` (one of VOICE_FORMATS)."""
+    if not len(pcm):  # encoders and decoders fail on no samples: nothing to say is 20 ms of silence
+        pcm = np.zeros(sample_rate // 50, np.int16)
     if fmt == "pcm":
         return pcm.astype("<i2").tobytes()
     if fmt == "wav":

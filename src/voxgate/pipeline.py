@@ -121,11 +121,13 @@ def fit_history(system: str, history: tuple[ChatMessage, ...], question: str, bu
 
 
 _MARKDOWN = re.compile(r"[*_`#>|]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def speakable(text: str) -> str:
-    """Text as a voice should read it: markdown emphasis, code ticks and headings removed."""
-    return " ".join(_MARKDOWN.sub(" ", text).split())
+    """Text as a voice should read it: markdown emphasis, code ticks, headings and control
+    characters removed."""
+    return " ".join(_MARKDOWN.sub(" ", _CONTROL.sub(" ", text)).split())
 
 
 class _Stopwatch:

@@ -1,15 +1,28 @@
 """Request and response bodies of the HTTP API."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from voxgate.audio import VOICE_FORMATS, VoiceFormat
 from voxgate.catalog import Role
 from voxgate.errors import BadRequest
 
 REPLY_AS = ("text", "voice")
+
+
+def plain_text(text: str) -> str:
+    """Refuse what is not text and some engines and databases cannot take (llama.cpp's JSON
+    parser, PostgreSQL): NUL, and a lone surrogate (half of a UTF-16 pair)."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        raise ValueError("contains a lone surrogate, which is not valid Unicode text")
+    return text
+
+
+PlainText = Annotated[str, AfterValidator(plain_text)]
 
 
 class ChatBody(BaseModel):
@@ -23,10 +36,10 @@ class ChatBody(BaseModel):
         {"text": "And its population?", "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "stream": True},
     ]})
 
-    text: str | None = Field(None, description="The prompt as text. Send this or an `audio` file, not both.")
+    text: PlainText | None = Field(None, description="The prompt as text. Send this or an `audio` file, not both.")
     reply_as: Literal["text", "voice"] = Field("text", description="`text` for JSON, `voice` for an audio body.")
     voice_format: VoiceFormat = Field("wav", description="Audio format of a voice reply.")
-    system: str | None = Field(None, max_length=8000, description="System prompt replacing the default one.")
+    system: PlainText | None = Field(None, max_length=8000, description="System prompt replacing the default one.")
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     language: str | None = Field(
@@ -159,7 +172,7 @@ class UserSettings(BaseModel):
 
 
 class PersonaFields(BaseModel):
-    system_prompt: str = Field(min_length=1, max_length=8000)
+    system_prompt: PlainText = Field(min_length=1, max_length=8000)
     voice: str | None = Field(None, max_length=100)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -173,11 +186,18 @@ class PersonaIn(PersonaFields):
 class PersonaPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    system_prompt: str | None = Field(None, min_length=1, max_length=8000)
+    system_prompt: PlainText | None = Field(None, min_length=1, max_length=8000)
     voice: str | None = Field(None, max_length=100)
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, le=4096)
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _prompt_not_null(cls, prompt: str | None) -> str:
+        if prompt is None:  # only an explicit null gets here: an omitted field is not validated
+            raise ValueError("cannot be null: omit it to keep the persona's prompt")
+        return prompt
 
 
 class PersonaOut(PersonaIn):
@@ -190,7 +210,7 @@ class PersonaOut(PersonaIn):
 class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(None, max_length=200)
+    title: PlainText | None = Field(None, max_length=200)
     persona: str | None = Field(None, max_length=64)
 
 
@@ -239,7 +259,7 @@ class SpeechBody(BaseModel):
     ]})
 
     model: str = "tts-1"
-    input: str = Field(min_length=1)
+    input: PlainText = Field(min_length=1)
     voice: str = Field("default", max_length=100)
     response_format: VoiceFormat = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
@@ -250,6 +270,11 @@ class ChatCompletionMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _plain(self) -> "ChatCompletionMessage":
+        plain_text(self.text())
+        return self
 
     def text(self) -> str:
         """The message's text; content parts other than text are not supported and ignored."""

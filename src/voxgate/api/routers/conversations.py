@@ -19,7 +19,7 @@ router = APIRouter(tags=["conversations"])
 @router.get("/v1/conversations")
 async def list_conversations(
     user: UserDep, db: DatabaseDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> ConversationPage:
     """The user's conversations, most recently active first."""
     async with db.session() as session:
