@@ -120,3 +120,22 @@ def test_token_in_the_first_message_works_and_bad_messages_are_errors(server):
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
         ws.send(json.dumps({"type": "dance"}))
         assert "dance" in json.loads(ws.recv(timeout=10))["error"]["message"]
+
+
+def test_a_binary_first_message_gets_an_error_before_the_close(server):
+    with connect(f"{server.url.replace('http', 'ws')}/v1/realtime", open_timeout=10) as ws:
+        ws.send(b"\x00\x01" * 160)
+        error = json.loads(ws.recv(timeout=10))
+        assert error["type"] == "error" and "session.start" in error["error"]["message"]
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+
+
+def test_an_odd_length_frame_is_an_error_and_the_session_goes_on(server):
+    with open_session(server, reply_as="text") as ws:
+        ws.send(b"\x00\x01\x02")  # not whole 16-bit samples
+        error = json.loads(ws.recv(timeout=10))
+        assert error["type"] == "error" and "16-bit" in error["error"]["message"]
+        ws.send(json.dumps({"type": "input.text", "text": "What is the capital of France?"}))
+        done = receive_until(ws, {"done"})[-1]
+        assert "paris" in done["reply"].lower()

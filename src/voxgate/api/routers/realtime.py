@@ -55,10 +55,13 @@ async def realtime(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            if message.get("bytes") is not None:
-                await session.on_audio(message["bytes"])
-            elif message.get("text") is not None:
-                await _control(session, message["text"])
+            try:
+                if message.get("bytes") is not None:
+                    await session.on_audio(message["bytes"])
+                elif message.get("text") is not None:
+                    await _control(session, message["text"])
+            except BadRequest as exc:  # one bad frame or message: say so, the session goes on
+                await send({"type": "error", **exc.envelope()})
     except WebSocketDisconnect:
         pass
     except VoxgateError as exc:
@@ -72,9 +75,15 @@ async def realtime(ws: WebSocket) -> None:
 
 async def _start_message(ws: WebSocket) -> RealtimeStart:
     try:
-        return RealtimeStart.model_validate_json(await asyncio.wait_for(ws.receive_text(), timeout=30))
+        first = await asyncio.wait_for(ws.receive(), timeout=30)
     except TimeoutError:
         raise BadRequest("no session.start message within 30 s") from None
+    if first["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(first.get("code", 1000))
+    if first.get("text") is None:
+        raise BadRequest("the first message must be session.start as JSON text, not binary audio")
+    try:
+        return RealtimeStart.model_validate_json(first["text"])
     except ValidationError as exc:
         raise BadRequest(f"the first message must be session.start: {exc.errors()[0]['msg']}") from None
 
