@@ -80,3 +80,13 @@ def test_unpunctuated_japanese_is_cut_between_characters_at_the_length_bound_nev
     assert len(pieces) > 3 and all(len(p) <= 40 for p in pieces)
     assert "".join(pieces) == text  # nothing lost
     assert sum(p.count("Python") for p in pieces) == text.count("Python")  # no Latin word broken
+
+
+def test_text_for_a_voice_is_cut_into_bounded_pieces_in_order():
+    from voxgate.pipeline import spoken_pieces
+
+    endless = " ".join(f"word{i}" for i in range(800))  # no punctuation at all
+    pieces = spoken_pieces(endless)
+    assert max(map(len, pieces)) <= 160 and " ".join(pieces) == endless
+    assert spoken_pieces("Hello there. How are you?") == ["Hello there.", "How are you?"]
+    assert spoken_pieces("\u0001") == []
