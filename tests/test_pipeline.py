@@ -1,3 +1,9 @@
+import asyncio
+import time
+from contextlib import contextmanager
+
+import pytest
+
 from voxgate.pipeline import speakable
 
 
@@ -23,3 +29,120 @@ def test_fit_history_drops_oldest_turns_first_and_keeps_system_and_question():
 
     assert fit_history("sys", history, "question?", budget=0) == [
         ChatMessage("system", "sys"), ChatMessage("user", "question?")]
+
+
+class CharCountingLLM:
+    """Counts a token per character (more than `estimate_tokens` assumes) and refuses, as
+    llama.cpp does, a prompt longer than its context."""
+
+    name = "fake-llm"
+
+    def __init__(self, context: int, reply: str = "Fine.", delay: float = 0.0):
+        self.context, self.reply, self.delay = context, reply, delay
+        self.prompts: list[tuple] = []  # the messages of every call
+        self.emitted = 0
+
+    def generate(self, request, on_delta=None):
+        from voxgate.engines.base import ChatResult
+
+        self.prompts.append(request.messages)
+        tokens = sum(len(m.content) for m in request.messages)
+        if tokens > self.context:
+            from voxgate.errors import ContextExceeded
+
+            raise ContextExceeded("too long", prompt_tokens=tokens, context=self.context)
+        for word in self.reply.split(" "):
+            time.sleep(self.delay)
+            self.emitted += 1
+            if on_delta is not None and on_delta(word + " "):
+                return ChatResult("", "cancelled")
+        return ChatResult(self.reply, "stop", tokens)
+
+
+class OneModel:
+    """A registry holding one LLM: all the pipeline needs for text turns."""
+
+    def __init__(self, llm):
+        from voxgate.catalog import Role
+
+        self.llm = llm
+        self.defaults = {Role.LLM: llm.name}
+
+    @contextmanager
+    def use(self, role, name=None):
+        yield self.llm
+
+
+def text_pipeline(llm, context: int):
+    from voxgate.config import Settings
+    from voxgate.pipeline import Pipeline
+
+    return Pipeline(OneModel(llm), Settings(llm_context=context, max_tokens=100, warmup=False))
+
+
+def long_history(pairs: int, chars: int):
+    from voxgate.engines.base import ChatMessage
+
+    return tuple(ChatMessage(role, f"{i}{role[0]}" + "x" * chars) for i in range(pairs) for role in ("user", "assistant"))
+
+
+def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count():
+    from voxgate.pipeline import TurnDone, TurnInput
+
+    llm = CharCountingLLM(context=1000)
+    pipeline = text_pipeline(llm, context=1000)
+    history = long_history(10, 100)
+    request = TurnInput(text="And now?", system="sys", history=history)
+
+    async def both():
+        buffered = await pipeline.turn(request)
+        streamed = [event async for event in pipeline.stream_turn(request)][-1]
+        return buffered, streamed
+
+    buffered, streamed = asyncio.run(asyncio.wait_for(both(), 30))
+    pipeline.close()
+    assert buffered.reply == "Fine." and isinstance(streamed, TurnDone) and streamed.result.reply == "Fine."
+    answered = llm.prompts[1]  # the first call was refused, the second fitted by the engine's count
+    assert sum(len(m.content) for m in answered) <= 1000
+    assert answered[0].content == "sys" and answered[-1].content == "And now?"
+    kept = answered[1:-1]
+    assert 2 <= len(kept) < len(history) and kept == history[-len(kept):] and kept[0].role == "user"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_question_longer_than_the_context_is_refused_not_answered_empty(streamed):
+    from voxgate.errors import ContextExceeded
+    from voxgate.pipeline import TurnInput
+
+    pipeline = text_pipeline(CharCountingLLM(context=600), context=600)
+    request = TurnInput(text="why " * 200, system="sys", history=long_history(2, 50))
+
+    async def answer():
+        if streamed:
+            return [event async for event in pipeline.stream_turn(request)]
+        return await pipeline.turn(request)
+
+    with pytest.raises(ContextExceeded) as refused:
+        asyncio.run(asyncio.wait_for(answer(), 30))
+    pipeline.close()
+    assert refused.value.status == 400 and refused.value.code == "question_too_long"
+    assert "600 tokens" in refused.value.message
+
+
+def test_a_buffered_answer_nobody_waits_for_stops_the_model():
+    from voxgate.engines.base import ChatMessage
+
+    llm = CharCountingLLM(context=10_000, reply="word " * 500, delay=0.01)
+    pipeline = text_pipeline(llm, context=10_000)
+
+    async def abandon():
+        chat = asyncio.create_task(pipeline.chat(pipeline.chat_request([ChatMessage("user", "talk")])))
+        await asyncio.sleep(0.3)
+        chat.cancel()
+        await asyncio.sleep(0.5)
+
+    asyncio.run(abandon())
+    stopped_at = llm.emitted
+    time.sleep(0.3)
+    pipeline.close()
+    assert 0 < stopped_at == llm.emitted < 200  # it stopped at its next token, long before its 500 words

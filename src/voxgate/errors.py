@@ -44,6 +44,19 @@ class EmptyAudio(BadRequest):
     code = "empty_audio"
 
 
+class ContextExceeded(BadRequest):
+    """A prompt longer than the LLM's context. Engines raise it with the token counts they
+    know (llama.cpp reports both), so the turn can fit its history by real counts."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, code: str | None = None, prompt_tokens: int | None = None,
+                 context: int | None = None):
+        super().__init__(message, code=code)
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+
+
 class UnsupportedMediaType(VoxgateError):
     status = 415
     type = "invalid_request_error"

@@ -10,7 +10,7 @@ import base64
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -22,7 +22,7 @@ from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.chunker import SentenceChunker
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, SpeechChunk, Transcription
-from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
+from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarge
 from voxgate.lanes import Lane
 from voxgate.languages import base_language, language_name
 from voxgate.registry import Registry
@@ -97,9 +97,11 @@ TurnEvent = Heard | TextDelta | SpokenChunk | TurnDone
 
 
 def estimate_tokens(text: str) -> int:
-    """A deliberately high estimate (English BPE averages ~4 characters a token), so the
-    trimmed prompt fits the context even for text that tokenizes badly."""
-    return len(text) // 3 + 4
+    """A deliberately high estimate (English BPE averages ~4 characters a token; a CJK
+    character is about one), so the trimmed prompt usually fits the context. When it does
+    not, the engine's own count decides (`Pipeline._reply`)."""
+    wide = sum(1 for char in text if char >= "\u2e80")
+    return (len(text) - wide) // 3 + wide + 4
 
 
 def fit_history(system: str, history: tuple[ChatMessage, ...], question: str, budget: int) -> list[ChatMessage]:
@@ -205,7 +207,9 @@ class Pipeline:
         )
 
     async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResult:
-        return await self.llm_lane.run(self._on, Role.LLM, model, lambda llm: llm.generate(request))
+        """The whole answer. Read from the stream, so a caller that stops waiting (client
+        gone, shutdown) stops the LLM at its next token instead of at `max_tokens`."""
+        return await _result_of(self.stream_chat(request, model=model))
 
     def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncIterator[str | ChatResult]:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
@@ -277,15 +281,43 @@ class Pipeline:
         models = {"stt": stt, "llm": llm, "tts": voice}
         return _Plan(language, voice, llm, models)
 
-    def _chat_for(self, request: TurnInput, question: str, language: str | None) -> ChatRequest:
+    def _chat_for(self, request: TurnInput, question: str, language: str | None, *, scale: float = 1.0
+                  ) -> ChatRequest:
+        """The LLM request for a turn, its history fitted to the context; `scale` shrinks the
+        budget when the engine counted more tokens than estimated."""
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
         system = request.system or self.settings.system_prompt
         if language and base_language(language) != "en":
             # Small models drift into English unless told first thing; the user hears their own language.
             name = language_name(language)
             system = f"Always answer in {name}, never in another language. {system}"
-        messages = fit_history(system, request.history, question, budget=self.settings.llm_context - chat.max_tokens)
-        return replace(chat, messages=tuple(messages))
+        budget = int((self.settings.llm_context - chat.max_tokens) * scale)
+        return replace(chat, messages=tuple(fit_history(system, request.history, question, budget=budget)))
+
+    async def _reply(self, request: TurnInput, question: str, plan: "_Plan") -> AsyncIterator[str | ChatResult]:
+        """The reply as the LLM writes it (text deltas, then the ChatResult).
+
+        The history was fitted by estimate; if the engine's real count says the prompt does
+        not fit, it is fitted once more, scaled by that count. A question that does not fit
+        even without history is refused: never an empty reply.
+        """
+        chat = self._chat_for(request, question, plan.language)
+        for attempt in range(2):
+            try:
+                async with aclosing(self.stream_chat(chat, model=plan.llm)) as items:
+                    async for item in items:
+                        yield item
+                return
+            except ContextExceeded as exc:
+                if attempt or len(chat.messages) <= 2:  # nothing (left) to trim: the question is the problem
+                    context = exc.context or self.settings.llm_context
+                    raise ContextExceeded(
+                        f"the question does not fit the language model's context ({context} tokens, "
+                        f"{chat.max_tokens} of them kept for the reply); ask it in fewer words",
+                        code="question_too_long") from exc
+                estimated = sum(estimate_tokens(m.content) for m in chat.messages)
+                chat = self._chat_for(request, question, plan.language,
+                                      scale=estimated / exc.prompt_tokens if exc.prompt_tokens else 0.5)
 
     async def turn(self, request: TurnInput) -> TurnResult:
         """One buffered turn: the whole reply, then (if asked) all of its audio."""
@@ -294,7 +326,7 @@ class Pipeline:
         question, heard, container = await self._hear(request, clock)
         plan = await self._answer_plan(request, heard)
         with clock.stage("llm"):
-            answer = await self.chat(self._chat_for(request, question, plan.language), model=plan.llm)
+            answer = await _result_of(self._reply(request, question, plan))
         result = TurnResult(transcript=heard and heard.text, reply=answer.text, language=plan.language,
                             timings=clock.ms, input_container=container, voice=plan.voice, models=plan.models)
         if request.reply_as == "voice":
@@ -334,14 +366,15 @@ class Pipeline:
         async def generate() -> None:
             chunker = SentenceChunker()
             with clock.stage("llm"):
-                async for item in self.stream_chat(self._chat_for(request, question, plan.language), model=plan.llm):
-                    if isinstance(item, ChatResult):
-                        break
-                    firsts.setdefault("first_text", since_start())
-                    deltas.append(item)
-                    events.put_nowait(TextDelta(item))
-                    for piece in chunker.push(item) if voice else ():
-                        pieces.put_nowait(piece)
+                async with aclosing(self._reply(request, question, plan)) as reply:
+                    async for item in reply:
+                        if isinstance(item, ChatResult):
+                            break
+                        firsts.setdefault("first_text", since_start())
+                        deltas.append(item)
+                        events.put_nowait(TextDelta(item))
+                        for piece in chunker.push(item) if voice else ():
+                            pieces.put_nowait(piece)
             for piece in chunker.flush() if voice else ():
                 pieces.put_nowait(piece)
             pieces.put_nowait(None)
@@ -383,6 +416,15 @@ class Pipeline:
             result.speech = await self.encode(np.concatenate(spoken), rates[0], "wav")
             result.speech_format, result.sample_rate = "wav", rates[0]
         yield TurnDone(result)
+
+
+async def _result_of(items: AsyncIterator[str | ChatResult]) -> ChatResult:
+    """The ChatResult that ends a stream of text deltas."""
+    async with aclosing(items):
+        async for item in items:
+            if isinstance(item, ChatResult):
+                return item
+    raise RuntimeError("the language model's stream ended without a result")
 
 
 @dataclass(frozen=True)

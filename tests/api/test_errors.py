@@ -2,6 +2,8 @@
 
 import concurrent.futures
 import os
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,14 +51,50 @@ def test_truncated_wav_still_answers_from_what_arrived(client, france_wav):
     assert "capital" in r.json()["transcript"].lower()
 
 
-def test_audio_over_the_duration_limit(tmp_path_factory):
-    # Also runs the single-user mode: with auth off no token is needed.
-    server = start_server(tmp_path_factory.mktemp("short"), VOXGATE_MAX_AUDIO_SECONDS="1", VOXGATE_AUTH="off")
-    try:
-        r = httpx.post(f"{server.url}/v1/chat", files={"audio": ("long.wav", silence_wav(3.0))}, timeout=60)
-        assert_error(r, 413, "audio_too_long")
-    finally:
-        stop_server(server)
+@pytest.fixture(scope="module")
+def short():
+    """A server with short limits: 1 s of audio, 512 tokens of LLM context. Also runs the
+    single-user mode: with auth off no token is needed."""
+    server = start_server(Path(tempfile.mkdtemp(prefix="short-")), VOXGATE_MAX_AUDIO_SECONDS="1",
+                          VOXGATE_LLM_CONTEXT="512", VOXGATE_AUTH="off")
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+    stop_server(server)
+
+
+def test_audio_over_the_duration_limit(short):
+    assert_error(short.post("/v1/chat", files={"audio": ("long.wav", silence_wav(3.0))}), 413, "audio_too_long")
+
+
+# About 700 tokens: under the character limit, over a 512-token context.
+LONG_QUESTION = "Could you tell me what the weather will be like in Paris, Rome and Madrid next week? " * 35
+
+
+def test_a_question_longer_than_the_context_is_a_400_and_stores_nothing(short):
+    before = len(short.get("/v1/conversations").json()["data"])
+    for stream in (False, True):
+        r = short.post("/v1/chat", json={"text": LONG_QUESTION, "stream": stream})
+        assert "512 tokens" in assert_error(r, 400, "question_too_long")["message"]
+    assert len(short.get("/v1/conversations").json()["data"]) == before
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_completions_longer_than_the_context_are_a_400(short, stream):
+    r = short.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": LONG_QUESTION}],
+                                                 "stream": stream})
+    assert "512" in assert_error(r, 400, "context_length_exceeded")["message"]
+
+
+def test_a_conversation_past_the_context_keeps_answering(short):
+    question = "Here is a long story about my garden, the roses and the apple trees in it. " * 6 + "Say hi."
+    conversation = None
+    for _ in range(4):  # together far more than 512 tokens: the oldest turns are left out
+        r = short.post("/v1/chat", json={"text": question, "max_tokens": 8, "temperature": 0,
+                                         "conversation_id": conversation})
+        assert r.status_code == 200, r.text
+        assert r.json()["reply"].strip()
+        conversation = r.json()["conversation_id"]
+    assert len(short.get(f"/v1/conversations/{conversation}").json()["messages"]) == 8
 
 
 def test_upload_over_the_size_limit_is_refused(client):

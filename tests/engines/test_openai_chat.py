@@ -12,7 +12,7 @@ import llama_server
 from conftest import free_port, reply, reply_streamed, stub_server
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.openai_chat import OpenAIChat
-from voxgate.errors import BackendError, BackendUnavailable
+from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded
 
 
 def ask(question: str, max_tokens: int = 64) -> ChatRequest:
@@ -52,6 +52,12 @@ def test_on_delta_true_stops_the_stream(llama_url):
     assert result.finish_reason == "cancelled" and result.text == "".join(deltas).strip()
     # Closing the connection stopped the generation within a few tokens (1900 would take minutes).
     llama_server.wait_idle(llama_url, 30)
+
+
+def test_a_prompt_longer_than_the_context_is_the_clients_error_not_the_backends(llama_url):
+    with pytest.raises(ContextExceeded) as refused:
+        chat(llama_url).generate(ask("word " * 5000))
+    assert refused.value.status == 400 and "context" in refused.value.message
 
 
 def test_warm_up_succeeds_quietly(llama_url, caplog):

@@ -11,6 +11,7 @@ import xllamacpp
 
 from voxgate.engines.base import ChatRequest, ChatResult, OnDelta
 from voxgate.engines.openai_chat import chunk_pieces, request_body
+from voxgate.errors import ContextExceeded
 
 
 class LlamaCppLLM:
@@ -37,11 +38,12 @@ class LlamaCppLLM:
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         body = {**request_body(request), "cache_prompt": request.reuse_prefix}
         texts: list[str] = []
-        state = {"finish_reason": "cancelled", "usage": (0, 0, 0)}
+        state = {"finish_reason": "cancelled", "usage": (0, 0, 0), "error": None}
 
         def on_chunk(chunk: dict) -> bool:
-            if "error" in chunk:
-                raise RuntimeError(f"llama.cpp: {chunk['error']}")
+            if "error" in chunk:  # kept, not raised: xllamacpp swallows what its callback raises
+                state["error"] = _error(chunk["error"])
+                return True
             for piece in chunk_pieces(chunk):
                 state["usage"] = piece.usage or state["usage"]
                 state["finish_reason"] = piece.finish_reason or state["finish_reason"]
@@ -53,7 +55,17 @@ class LlamaCppLLM:
             return False
 
         self._server.handle_chat_completions(body, on_chunk)
+        if state["error"] is not None:
+            raise state["error"]
         return ChatResult("".join(texts).strip(), state["finish_reason"], *state["usage"])
 
     def warm_up(self) -> None:
         """Nothing to do: llama.cpp already ran a warm-up decode while loading."""
+
+
+def _error(error: dict | str) -> Exception:
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
+        return ContextExceeded(f"the prompt is {prompt} tokens; the model's context holds {context}",
+                               prompt_tokens=prompt, context=context)
+    return RuntimeError(f"llama.cpp: {error}")

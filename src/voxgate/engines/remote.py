@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, OnDelta
-from voxgate.errors import BackendError, BackendUnavailable
+from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded
 
 log = logging.getLogger("voxgate")
 
@@ -99,8 +99,11 @@ class Remote:
             return BackendUnavailable(f"{self.label} broke off the connection: {reason}")
         return BackendError(f"{self.label} could not be called: {reason}")  # e.g. a URL without http://
 
-    def answered(self, response: httpx.Response) -> BackendError | BackendUnavailable:
-        """The error for an error status, quoting the start of the body (closes the response)."""
+    def answered(self, response: httpx.Response) -> BackendError | BackendUnavailable | ContextExceeded:
+        """The error for an error status, quoting the start of the body (closes the response).
+
+        A 400 about the context (vLLM: "maximum context length", llama-server: "exceeds the
+        available context size") is the client's prompt, not a broken backend."""
         try:
             body = b""
             for data in response.iter_bytes():
@@ -112,6 +115,8 @@ class Remote:
         finally:
             response.close()
         excerpt = _excerpt(body.decode("utf-8", "replace")) or response.reason_phrase
+        if response.status_code == 400 and "context" in excerpt.lower():
+            return ContextExceeded(f"{self.label} answered 400: {excerpt}")
         error = BackendUnavailable if response.status_code in BUSY_STATUSES else BackendError
         return error(f"{self.label} answered {response.status_code}: {excerpt}")
 

@@ -129,18 +129,23 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
         }), media_type="application/json")
 
     stream = pipeline.stream_chat(request, model=model)
+    # Waited for before the response starts, so a prompt longer than the context is still a JSON 400.
+    first = await anext(stream)
 
     def event(delta: dict, finish_reason: str | None = None, **extra) -> str:
         return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra})
 
+    def chunk(item: str | ChatResult) -> str:
+        if isinstance(item, ChatResult):
+            return event({}, item.finish_reason, usage=_usage(item))
+        return event({"content": item})
+
     async def events() -> AsyncIterator[str]:
         yield event({"role": "assistant", "content": ""})
+        yield chunk(first)
         async for item in stream:
-            if isinstance(item, ChatResult):
-                yield event({}, item.finish_reason, usage=_usage(item))
-            else:
-                yield event({"content": item})
+            yield chunk(item)
         yield sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
