@@ -46,6 +46,9 @@ _BACKCHANNEL_WORDS = frozenset(
     "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split())
 ECHO_CHECK_EVERY = RATE * 3 // 20  # re-judge speech over a reply every 150 ms of it
 MAX_UTTERANCE_SECONDS = 60.0
+# How far a client's microphone audio may run ahead of real time (a network burst); past
+# that its socket is not read until real time catches up: faster audio is paced, not buffered.
+PACE_AHEAD_SECONDS = 2.0
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
 
@@ -248,6 +251,24 @@ class _Overlap:
     checked: int = 0  # samples of the utterance judged so far
 
 
+class AudioPacer:
+    """How long to wait before taking more audio so that it runs at most `ahead` seconds
+    ahead of real time. Time without audio banks no credit: a client silent for a minute
+    may not then send a minute at once."""
+
+    def __init__(self, ahead: float):
+        self.ahead = ahead
+        self._lead = 0.0  # seconds of audio received beyond the time that passed
+        self._at: float | None = None
+
+    def wait_for(self, seconds: float, now: float) -> float:
+        if self._at is not None:
+            self._lead = max(0.0, self._lead - (now - self._at))
+        self._at = now
+        self._lead += seconds
+        return max(0.0, self._lead - self.ahead)
+
+
 class RealtimeSession:
     def __init__(self, turns: TurnService, user: User, options: SessionOptions, send: Send):
         self.turns, self.pipeline, self.user = turns, turns.pipeline, user
@@ -256,6 +277,7 @@ class RealtimeSession:
         self.detector = SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
                                        end_ms=options.end_ms, max_seconds=MAX_UTTERANCE_SECONDS)
         self.echo = EchoGuard()
+        self.pacer = AudioPacer(PACE_AHEAD_SECONDS)
         self._reply: _Turn | None = None  # the confirmed turn, running or done
         self._pending: _Turn | None = None  # started at a pause, not yet confirmed
         self._decision: asyncio.Task | None = None  # the end-of-turn model judging `_pending`
@@ -279,6 +301,12 @@ class RealtimeSession:
             return
         if len(data) % 2:
             raise BadRequest("pcm16 audio must be whole 16-bit samples")
+        seconds = len(data) / 2 / self.options.sample_rate
+        if seconds > PACE_AHEAD_SECONDS:
+            raise BadRequest(f"a pcm16 frame holds {seconds:.1f} s of audio; send at most "
+                             f"{PACE_AHEAD_SECONDS:g} s per frame, as a microphone does", code="frame_too_long")
+        if wait := self.pacer.wait_for(seconds, time.monotonic()):
+            await asyncio.sleep(wait)
         samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768
         if self.options.sample_rate != RATE:
             samples = audio.resample(samples, self.options.sample_rate, RATE)

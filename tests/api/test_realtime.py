@@ -139,3 +139,21 @@ def test_an_odd_length_frame_is_an_error_and_the_session_goes_on(server):
         ws.send(json.dumps({"type": "input.text", "text": "What is the capital of France?"}))
         done = receive_until(ws, {"done"})[-1]
         assert "paris" in done["reply"].lower()
+
+
+def test_audio_sent_faster_than_real_time_is_paced_to_it(server, piper_speak):
+    with open_session(server, reply_as="text") as ws:
+        ws.send(np.zeros(16000 * 3, "<i2").tobytes())  # one frame of 3 s: no microphone sends that
+        assert json.loads(ws.recv(timeout=10))["error"]["code"] == "frame_too_long"
+
+        data = np.zeros(16000 * 6, "<i2").tobytes() + pcm16(piper_speak("What is the capital of France?"))
+        speech_ends = len(data) / 32000 - 1.5  # pcm16() appends 1.5 s of silence
+        began = time.monotonic()
+        for start in range(0, len(data), 3200):  # 100 ms frames, all at once
+            ws.send(data[start:start + 3200])
+        receive_until(ws, {"speech.stopped"})
+        heard_after = time.monotonic() - began
+        done = receive_until(ws, {"done", "error"})[-1]
+    # The server read the audio no faster than real time, less the allowed 2 s burst.
+    assert heard_after >= speech_ends - 2.0 - 0.2, heard_after
+    assert "paris" in done["reply"].lower()
