@@ -70,3 +70,23 @@ def test_catalog_packages_are_pinned():
     for model in CATALOG.values():
         assert model.packages and all("==" in p for p in model.packages)
         assert all(len(f.sha256) == 64 for f in model.files)
+
+
+def test_a_whisper_directory_with_links_is_refused_and_nothing_is_copied(tmp_path):
+    from voxgate.errors import BadRequest
+
+    source = tmp_path / "whisper"
+    source.mkdir()
+    (source / "model.bin").write_bytes(b"weights")
+    (source / "config.json").write_text("{}")
+    (source / "vocabulary.txt").symlink_to("/etc/passwd")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with pytest.raises(BadRequest) as refused:
+        models.import_files(cache, "mine", Role.STT, source)
+    assert "vocabulary.txt" in refused.value.message
+    assert list(cache.iterdir()) == []
+
+    (source / "vocabulary.txt").unlink()
+    assert models.import_files(cache, "mine", Role.STT, source)["files"]
+    assert (cache / "mine" / "model.bin").read_bytes() == b"weights"

@@ -179,6 +179,10 @@ def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: 
         if not (source / "model.bin").is_file() or not (source / "config.json").is_file():
             raise BadRequest(f"{source} is not a faster-whisper model directory (model.bin, config.json)",
                              code="bad_model_file")
+        if links := sorted(p.name for p in source.iterdir() if p.is_symlink()):
+            # A link would copy whatever it points at on the server into the cache.
+            raise BadRequest(f"{source} holds symbolic links ({', '.join(links)}); import a directory of plain files",
+                             code="bad_model_file")
         files = [SourceFile(p.name, (p,), sha256 if p.name == "model.bin" else None)
                  for p in sorted(source.iterdir()) if p.is_file()]
     elif role == Role.TURN:
