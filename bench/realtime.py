@@ -12,6 +12,9 @@ with a key from `voxgate users add`, a fresh data dir, greedy answers):
   echo         the reply played back into the microphone at -12 dB: interrupted or not
   interrupt    "Stop. What is two plus two?" 1 s into a long reply: how fast it stops
   backchannel  "Mm-hmm." / "Okay." 1 s into a long reply: interrupted or not
+  openai       `single` through the OpenAI Realtime API protocol (semantic_vad = voxgate's smart
+               turn detection; audio in as input_audio_buffer.append, out as
+               response.output_audio.delta): what the compatibility layer costs
 
 Questions are spoken by the Piper voice in this process before the server starts (so the
 benchmark's own CPU use does not overlap), trimmed to their voiced part by energy, and
@@ -95,6 +98,8 @@ DEFINITIONS = {
            "sent, or the first transcript lacks 'france'",
     "echo_outcome": "echo case: `interrupted` (the reply stopped itself), `done` (played to the end) or "
                     f"`still_playing` (neither within {ECHO_CAP:.0f} s of the first audio; then cancelled)",
+    "openai_ttfa_ms": "openai case: ttfa_ms with the OpenAI protocol's events (`response.output_audio.delta` for "
+                      "`audio`, `response.done` for `done`), same questions and microphone as `single`",
     "paused_ms": "interrupt case: from sending the frame with the interruption's first voiced sample to the "
                  "arrival of `output.paused` (the client stops playback there; the target's measure)",
     "stop_ms": "interrupt case: from sending the frame with the interruption's first voiced sample to the "
@@ -253,8 +258,9 @@ class Microphone:
 
     MAX_SECONDS = 600
 
-    def __init__(self, ws: ClientConnection):
+    def __init__(self, ws: ClientConnection, encode: Callable[[bytes], bytes | str] = bytes):
         self.ws = ws
+        self.encode = encode  # a 20 ms frame as the protocol sends it
         self.queue: list[Said] = []
         self.echo = np.zeros(0, np.float32)
         self.echo_paused = False  # the client paused playback (`output.paused`)
@@ -292,7 +298,7 @@ class Microphone:
                 await asyncio.sleep(-lag)
             self.max_lag = max(self.max_lag, lag)
             frame, spans = self._frame()
-            await self.ws.send((np.clip(frame, -1, 1) * 32767).astype("<i2").tobytes())
+            await self.ws.send(self.encode((np.clip(frame, -1, 1) * 32767).astype("<i2").tobytes()))
             sent = time.monotonic()
             for said, start, end in spans:
                 for name, index in said.clip.marks.items():
@@ -305,9 +311,11 @@ class Microphone:
 class Session:
     """One /v1/realtime socket: its microphone, and every message it received with its arrival time."""
 
-    def __init__(self, ws: ClientConnection):
+    def __init__(self, ws: ClientConnection, encode: Callable[[bytes], bytes | str] = bytes,
+                 translate: Callable[[dict], dict | None] | None = None):
         self.ws = ws
-        self.mic = Microphone(ws)
+        self.mic = Microphone(ws, encode)
+        self.translate = translate  # another protocol's events as voxgate's (None: not needed)
         self.opened = time.monotonic()
         self.events: list[tuple[float, dict]] = []
         self.inbox: asyncio.Queue = asyncio.Queue()
@@ -317,7 +325,7 @@ class Session:
 
     def _note(self, message: dict) -> dict:
         """The message without its audio payload (kept: its duration); playback if on."""
-        if message.get("type") != "audio":
+        if message.get("type") != "audio" or "audio" not in message:
             return message
         wav = base64.b64decode(message.get("audio", ""))
         note = {k: v for k, v in message.items() if k != "audio"}
@@ -338,7 +346,10 @@ class Session:
                 arrived = time.monotonic()
                 if isinstance(raw, bytes):
                     continue
-                message = self._note(json.loads(raw))
+                message = json.loads(raw)
+                if self.translate is not None and (message := self.translate(message)) is None:
+                    continue
+                message = self._note(message)
                 if message.get("type") == "interrupted" and self.playback:
                     self.mic.echo = np.zeros(0, np.float32)  # the client stops playing
                 if message.get("type") in ("output.paused", "output.resumed"):
@@ -400,13 +411,64 @@ async def session(url: str, key: str, start: dict):
             raise RuntimeError(f"no session.ready: {ready}")
         s = Session(ws)
         s.conversation_id = ready.get("conversation_id")
-        tasks = [asyncio.create_task(s.receive()), asyncio.create_task(s.mic.run())]
-        try:
+        async with _live(s):
             yield s
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def openai_session(url: str, key: str, start: dict):
+    """A session in the OpenAI Realtime protocol, set up like `session`'s default: smart turn
+    detection (semantic_vad), 16 kHz pcm16 in, spoken replies."""
+    async with connect(f"{url.replace('http', 'ws', 1)}/v1/realtime?model=default",
+                       additional_headers={"Authorization": f"Bearer {key}"},
+                       open_timeout=15, close_timeout=3, ping_interval=None, max_size=64 * 2**20) as ws:
+        update = {"type": "realtime", "output_modalities": ["audio"],
+                  "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE},
+                                      "turn_detection": {"type": "semantic_vad"}}}}
+        for expected, reply in (("session.created", None), ("session.updated", {"type": "session.update",
+                                                                                 "session": update})):
+            if reply:
+                await ws.send(json.dumps(reply))
+            event = json.loads(await asyncio.wait_for(ws.recv(), timeout=15))
+            if event.get("type") != expected:
+                raise RuntimeError(f"no {expected}: {event}")
+
+        def append(pcm: bytes) -> str:
+            return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()})
+
+        async with _live(Session(ws, append, from_openai)) as s:
+            yield s
+
+
+def from_openai(event: dict) -> dict | None:
+    """An OpenAI Realtime server event as the voxgate message `ask` waits for."""
+    match event.get("type"):
+        case "response.output_audio.delta":
+            return {"type": "audio", "duration_ms": round(len(base64.b64decode(event["delta"])) / 48, 1)}  # 24 kHz
+        case "conversation.item.input_audio_transcription.completed":
+            return {"type": "transcript", "text": event["transcript"]}
+        case "input_audio_buffer.speech_stopped":
+            return {"type": "speech.stopped"}
+        case "response.done":
+            response = event["response"]
+            parts = [part for item in response["output"] for part in item["content"]]
+            return {"type": "done" if response["status"] == "completed" else "interrupted",
+                    "reply": " ".join(part.get("transcript") or part.get("text") or "" for part in parts)}
+        case "error":
+            return {"type": "error", "error": event["error"]}
+    return None
+
+
+@contextlib.asynccontextmanager
+async def _live(s: Session):
+    """The session's receiver and microphone running."""
+    tasks = [asyncio.create_task(s.receive()), asyncio.create_task(s.mic.run())]
+    try:
+        yield s
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _between(s: Session, since: int, kinds: tuple[str, ...], start: float, end: float = float("inf")) -> list:
@@ -505,18 +567,18 @@ async def warm_up(b: Bench) -> dict:
     return await guarded(run(), 120, {"question": b.clips["questions"][-1].text})
 
 
-async def case_single(b: Bench) -> dict:
+async def case_single(b: Bench, opener=session, label: str = "single") -> dict:
     turns = 5 if b.quick else 12
     questions = b.clips["questions"]
 
     async def run():
         samples = []
-        async with session(b.url, b.key, b.start) as s:
+        async with opener(b.url, b.key, b.start) as s:
             for i in range(turns):
                 sample = await guarded(ask(s, questions[i % len(questions)]), 120,
                                      {"question": questions[i % len(questions)].text})
                 samples.append(sample)
-                b.console.print(f"  single {i + 1}/{turns}: {sample['status']} ttfa={sample['ttfa_ms']} ms "
+                b.console.print(f"  {label} {i + 1}/{turns}: {sample['status']} ttfa={sample['ttfa_ms']} ms "
                                 f"heard={sample.get('transcripts')}")
                 if s.closed:
                     break
@@ -715,7 +777,7 @@ def _group(samples: list[dict]) -> dict:
     return out
 
 
-CASES = ("single", "four", "four_busy", "pause", "echo", "interrupt", "backchannel")
+CASES = ("single", "openai", "four", "four_busy", "pause", "echo", "interrupt", "backchannel")
 
 
 async def run_cases(b: Bench, cases: list[str]) -> dict:
@@ -723,7 +785,8 @@ async def run_cases(b: Bench, cases: list[str]) -> dict:
     b.console.print(f"warm-up: {results['warm_up']['status']} ttfa={results['warm_up']['ttfa_ms']} ms")
     runners = {"single": case_single, "four": case_four, "pause": case_pause, "echo": case_echo,
                "interrupt": case_interrupt, "backchannel": case_backchannel,
-               "four_busy": lambda b: case_four_busy(b, results.get("four"))}
+               "four_busy": lambda b: case_four_busy(b, results.get("four")),
+               "openai": lambda b: case_single(b, openai_session, "openai")}
     for name in cases:
         b.console.rule(name)
         started = time.monotonic()
@@ -806,6 +869,13 @@ def show(results: dict, console: Console) -> dict:
         stages = results["single"]["summary"]["stage_median_ms"]
         if stages:
             row("", "server stages (median ms)", ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
+    if results.get("openai", {}).get("summary"):
+        s = results["openai"]["summary"]["ttfa_ms"]
+        native = (results.get("single", {}).get("summary") or {}).get("ttfa_ms", {})
+        row("openai", f"TTFA median ({s['ok']}/{s['n']} turns)", fmt(s["median"]),
+            f"single {fmt(native.get('median'))}")
+        row("", "TTFA p95", fmt(s["p95"]), f"single {fmt(native.get('p95'))}")
+        row("", "errors", fmt(s["errors"], ""))
     for name in ("four", "four_busy"):
         if not results.get(name, {}).get("summary"):
             continue

@@ -57,6 +57,7 @@ class TurnResult:
     sample_rate: int | None = None
     voice: str | None = None  # the voice that spoke the reply
     models: dict[str, str | None] = field(default_factory=dict)  # role -> model that did the work
+    usage: dict[str, int] = field(default_factory=dict)  # the LLM's prompt_tokens and completion_tokens
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,8 @@ class Pipeline:
         with clock.stage("llm"):
             answer = await _result_of(self._reply(request, question, plan))
         result = TurnResult(transcript=heard and heard.text, reply=answer.text, language=plan.language,
-                            timings=clock.ms, input_container=container, voice=plan.voice, models=plan.models)
+                            timings=clock.ms, input_container=container, voice=plan.voice, models=plan.models,
+                            usage=_usage(answer))
         if request.reply_as == "voice":
             with clock.stage("tts"):
                 pcm, rate = await self.speak(answer.text, voice=plan.voice)
@@ -362,6 +364,7 @@ class Pipeline:
         spoken: list[np.ndarray] = []
         firsts: dict[str, float] = {}
         rates: list[int] = []
+        usage: dict[str, int] = {}
 
         async def generate() -> None:
             chunker = SentenceChunker()
@@ -369,6 +372,7 @@ class Pipeline:
                 async with aclosing(self._reply(request, question, plan)) as reply:
                     async for item in reply:
                         if isinstance(item, ChatResult):
+                            usage.update(_usage(item))
                             break
                         firsts.setdefault("first_text", since_start())
                         deltas.append(item)
@@ -411,11 +415,15 @@ class Pipeline:
 
         result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=plan.language,
                             timings={**clock.ms, **firsts, "total": since_start()}, input_container=container,
-                            voice=plan.voice, models=plan.models)
+                            voice=plan.voice, models=plan.models, usage=usage)
         if voice and spoken:
             result.speech = await self.encode(np.concatenate(spoken), rates[0], "wav")
             result.speech_format, result.sample_rate = "wav", rates[0]
         yield TurnDone(result)
+
+
+def _usage(result: ChatResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
 
 
 async def _result_of(items: AsyncIterator[str | ChatResult]) -> ChatResult:

@@ -74,6 +74,7 @@ class SessionOptions:
 
     conversation_id: str | None = None
     persona: str | None = None
+    system: str | None = None  # instructions for every reply (default: the persona's)
     model: str | None = None
     voice: str | None = None
     language: str | None = None
@@ -212,7 +213,9 @@ class _Turn:
         name, data = wire_event(event, session.options.voice_format)
         await session.send({"type": name, **data})
         if isinstance(event, SpokenChunk):
-            self.sent.spoken.append((await session.played(event), event.text))
+            # Noted before the next await: a reply cancelled from here on still stores this clause.
+            self.sent.spoken.append((session.played(event), event.text))
+            await session.expect_echo(event)
 
     def _wait_timings(self) -> dict[str, float | None]:
         """From the end of the user's speech: until the turn was confirmed, until first audio."""
@@ -274,8 +277,7 @@ class RealtimeSession:
         self.turns, self.pipeline, self.user = turns, turns.pipeline, user
         self.options = options
         self.send = send
-        self.detector = SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
-                                       end_ms=options.end_ms, max_seconds=MAX_UTTERANCE_SECONDS)
+        self.detector = self._new_detector()
         self.echo = EchoGuard()
         self.pacer = AudioPacer(PACE_AHEAD_SECONDS)
         self._reply: _Turn | None = None  # the confirmed turn, running or done
@@ -291,6 +293,18 @@ class RealtimeSession:
         # Speech whose turn got no reply yet: if the user goes on after a turn was wrongly
         # confirmed, the continuation is heard together with the first part.
         self._unanswered = np.zeros(0, np.float32)
+
+    def _new_detector(self) -> SpeechDetector:
+        options = self.options
+        return SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
+                              end_ms=options.end_ms, max_seconds=MAX_UTTERANCE_SECONDS)
+
+    async def update(self, **changes) -> None:
+        """Change options mid-session (the OpenAI protocol's `session.update`); speech being
+        heard is dropped, since it was measured with the old settings."""
+        await self._drop_pending()
+        self.options = replace(self.options, **changes)
+        self.detector = self._new_detector()
 
     # Input.
 
@@ -316,8 +330,13 @@ class RealtimeSession:
             await self._judge_overlap(paused=False)
 
     async def on_text(self, text: str) -> None:
+        await self.respond(TurnInput(text=text))
+
+    async def respond(self, turn: TurnInput, **overrides) -> None:
+        """Answer `turn` now (typed, or audio the client committed); `overrides` set TurnInput
+        fields for this reply only, e.g. its `system` or `reply_as`."""
         await self._drop_pending()
-        await self._start(TurnInput(text=text), speech_end_at=None)
+        await self._start(turn, speech_end_at=None, **overrides)
 
     async def interrupt(self) -> None:
         """Stop the running reply now; its stored part is what the client already got."""
@@ -336,15 +355,18 @@ class RealtimeSession:
     def reply_began(self) -> None:
         self._unanswered = np.zeros(0, np.float32)
 
-    async def played(self, chunk: SpokenChunk) -> float:
-        """Track the reply audio the client plays (to know its echo and when it ends);
-        returns when this chunk starts playing."""
+    def played(self, chunk: SpokenChunk) -> float:
+        """Track the reply audio the client plays (to know when it ends); returns when this
+        chunk starts playing."""
         starts = max(self.playing_until, time.monotonic())
         self.playing_until = starts + len(chunk.pcm) / chunk.sample_rate
+        return starts
+
+    async def expect_echo(self, chunk: SpokenChunk) -> None:
+        """Remember the chunk, to recognise it when it comes back through the microphone."""
         if self.options.echo == "ignore":
             self.echo.sent(await asyncio.to_thread(audio.resample, chunk.pcm.astype(np.float32) / 32768,
                                                    chunk.sample_rate, RATE))
-        return starts
 
     # Turn-taking.
 
@@ -477,14 +499,15 @@ class RealtimeSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await decision
 
-    def _new_turn(self, turn: TurnInput, speech_end_at: float | None) -> _Turn:
+    def _new_turn(self, turn: TurnInput, speech_end_at: float | None, **overrides) -> _Turn:
         options = self.options
-        request = replace(turn, reply_as=options.reply_as, voice_format=options.voice_format, model=options.model,
-                          voice=options.voice, language=options.language)
+        request = replace(turn, **{"reply_as": options.reply_as, "voice_format": options.voice_format,
+                                   "model": options.model, "voice": options.voice, "language": options.language,
+                                   "system": options.system, **overrides})
         return _Turn(self, request, speech_end_at)
 
-    async def _start(self, turn: TurnInput, *, speech_end_at: float | None) -> None:
+    async def _start(self, turn: TurnInput, *, speech_end_at: float | None, **overrides) -> None:
         """A turn that needs no decision (typed, or a whole recording): answer now."""
         await self.interrupt()
-        self._reply = self._new_turn(turn, speech_end_at)
+        self._reply = self._new_turn(turn, speech_end_at, **overrides)
         self._reply.confirm()

@@ -51,7 +51,7 @@ class StoredTurn:
         return {"reply": result.reply, "transcript": result.transcript, "language": result.language,
                 "voice": result.voice, "models": result.models,
                 "conversation_id": self.conversation_id, "message_id": self.reply_message_id,
-                "persona": self.persona, "timings": result.timings}
+                "persona": self.persona, "timings": result.timings, "usage": result.usage}
 
 
 def wire_event(event: TurnEvent | StoredTurn, voice_format: str) -> tuple[str, dict]:
@@ -153,6 +153,12 @@ class TurnService:
         history = tuple(ChatMessage(m.role, m.text) for m in conversation.messages) if conversation else ()
         request = replace(request, **filled, model=custom.base if custom else request.model, history=history)
         return PreparedTurn(self, user, request, conversation, spec.name, persona)
+
+    async def trim_reply(self, user: User, conversation_id: str, message_id: str, text: str) -> None:
+        """Cut a stored reply to what the user heard (the client said where playback stopped)."""
+        async with self.db.session() as session, session.begin():
+            message = await repo.get_message(session, user, conversation_id, message_id)
+            message.text = text
 
 
 def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str

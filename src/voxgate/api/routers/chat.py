@@ -63,6 +63,7 @@ async def chat(chat_input: ChatInputDep, user: UserDep, turns: TurnsDep) -> Chat
     if result.speech is None:
         return ChatReply(transcript=result.transcript, reply=result.reply, language=result.language,
                          voice=result.voice, models=result.models, timings=Timings(**result.timings),
+                         usage=result.usage,
                          conversation_id=stored.conversation_id, persona=stored.persona,
                          message_id=stored.reply_message_id)
     headers = {
