@@ -14,7 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ def time_chat(llm, runs: int) -> dict:
     for _ in range(runs + 1):  # the first run warms caches up and is not counted
         start, first = time.perf_counter(), []
 
-        def on_delta(_: str) -> None:
+        def on_delta(_: str, first: list = first) -> None:
             if not first:
                 first.append(time.perf_counter())
 
@@ -105,7 +105,7 @@ def main() -> None:
         note = f"{row['tokens']} tokens" if "tokens" in row else row.get("heard", "")
         table.add_row(name, str(row.get("first_token_ms", "")), str(row["total_ms"]), note)
     console.print(table)
-    out = Path(__file__).parent / "results" / f"backends-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
+    out = Path(__file__).parent / "results" / f"backends-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"question": QUESTION, "sentence": SENTENCE, "runs": RUNS, "results": rows}, indent=2))
     console.print(f"written to {out}")

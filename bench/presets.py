@@ -19,15 +19,15 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
+from realtime import RESULTS, git_state, machine, serve  # bench/ is the script's directory
 from rich.console import Console
 from rich.table import Table
 
-from realtime import RESULTS, git_state, machine, serve  # bench/ is the script's directory
 from voxgate.battery import run
 from voxgate.config import PRESETS
 
@@ -116,7 +116,7 @@ def main() -> None:
                       f"{r['first_audio_ms']['median']}/{r['first_audio_ms']['p95']}", str(r["rss_mb"]))
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"presets-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out = RESULTS / f"presets-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps({"machine": machine(), "git": git_state(), "definition": __doc__, "rows": rows},
                               indent=1))
     console.print(f"results: {out}  machine: {machine()}")

@@ -44,7 +44,7 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -172,7 +172,6 @@ def synthesize(console: Console) -> dict:
                  "story": clip(STORY, [say(STORY)]),
                  "interruption": clip(INTERRUPTION, [say(INTERRUPTION)], lead_in=0),
                  "backchannels": [clip(b, [say(b)], lead_in=0) for b in BACKCHANNELS]}
-    del tts
     return clips
 
 
@@ -387,18 +386,23 @@ class Session:
 
     def log(self, since: int = 0) -> list[list]:
         """Raw events: [ms since the socket opened, type, detail]."""
-        out = []
-        for t, m in self.events[since:]:
-            kind = m.get("type")
-            detail = {"audio": lambda: {k: m.get(k) for k in ("index", "duration_ms", "text")},
-                      "text": lambda: m.get("delta"),
-                      "transcript": lambda: m.get("text"),
-                      "error": lambda: m.get("error"),
-                      "done": lambda: {"reply": m.get("reply"), "timings": m.get("timings")},
-                      "interrupted": lambda: {"reply": m.get("reply"), "timings": m.get("timings")},
-                      }.get(kind, lambda: None)()
-            out.append([self.ms(t), kind, detail])
-        return out
+        return [[self.ms(t), m.get("type"), _detail(m)] for t, m in self.events[since:]]
+
+
+def _detail(m: dict):
+    """What the log keeps of a message."""
+    match m.get("type"):
+        case "audio":
+            return {k: m.get(k) for k in ("index", "duration_ms", "text")}
+        case "text":
+            return m.get("delta")
+        case "transcript":
+            return m.get("text")
+        case "error":
+            return m.get("error")
+        case "done" | "interrupted":
+            return {"reply": m.get("reply"), "timings": m.get("timings")}
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -946,7 +950,7 @@ def main() -> None:
         problems = server_log_problems(Path(tmp))
     met = show(results, console)
     report = {
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "quick": args.quick, "cases": cases, "seconds": round(time.monotonic() - started, 1),
         "machine": machine() | {"loadavg": load},
@@ -964,7 +968,7 @@ def main() -> None:
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"realtime-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = RESULTS / f"realtime-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if problems:
         console.print(f"[yellow]the server logged errors ({len(problems)} lines); see server_log_problems[/]")

@@ -34,7 +34,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -283,7 +283,7 @@ def main() -> None:
     load["end"] = os.getloadavg()
     settings = Settings()
     report = {
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     # 1, 5, 15 min load before each part and at the end: other processes skew the numbers.
                     "loadavg": load},
@@ -295,7 +295,7 @@ def main() -> None:
     }
     show(report, console)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"streaming-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = RESULTS / f"streaming-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {path}")
 

@@ -19,13 +19,13 @@ import re
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
+from realtime import QUESTIONS, RATE, RESULTS, VOICE  # bench/ is the script's directory
 from rich.console import Console
 from rich.table import Table
 
-from realtime import QUESTIONS, RATE, RESULTS, VOICE  # bench/ is the script's directory
 from voxgate import audio
 from voxgate.engines.piper import PiperTTS
 from voxgate.engines.whisper import WhisperSTT
@@ -66,14 +66,14 @@ def main() -> None:
         stt = WhisperSTT(name, MODELS / name, workers=1)
         stt.warm_up()
         paths = {
-            "window_30s": lambda c: " ".join(s.text.strip() for s in stt._model.transcribe(
+            "window_30s": lambda c, stt=stt: " ".join(s.text.strip() for s in stt._model.transcribe(
                 c, language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)[0]),
-            "fitted": lambda c: stt.transcribe(c).text,
+            "fitted": lambda c, stt=stt: stt.transcribe(c).text,
         }
         for path, transcribe in paths.items():
             errors = total = exact = 0
             times, misheard = [], []
-            for text, clip in zip(texts, clips):
+            for text, clip in zip(texts, clips, strict=False):
                 start = time.perf_counter()
                 heard = transcribe(clip)
                 times.append((time.perf_counter() - start) * 1000)
@@ -92,7 +92,7 @@ def main() -> None:
                       str(r["median_ms"]), str(r["p95_ms"]))
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"stt-{stamp}.json"
     out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                            "python": sys.version.split()[0]},

@@ -16,7 +16,7 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -82,7 +82,7 @@ async def bench(runs: int, console: Console) -> dict:
         pipeline.close()
 
     return {
-        "timestamp": datetime.now(timezone.utc).isoformat(),
+        "timestamp": datetime.now(UTC).isoformat(),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     # Other processes (e.g. a running server) skew CPU-bound numbers; this shows it.
                     "loadavg_1m": os.getloadavg()[0]},
@@ -125,7 +125,7 @@ def main() -> None:
     report = asyncio.run(bench(max(1, args.runs), console))
     show(report, console)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"turn-{stamp}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {path}")

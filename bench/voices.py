@@ -23,14 +23,14 @@ import argparse
 import json
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
+from realtime import RATE, RESULTS, git_state, machine  # bench/ is the script's directory
 from rich.console import Console
 from rich.table import Table
-
-from realtime import RATE, RESULTS, git_state, machine  # bench/ is the script's directory
 from stt import word_errors
+
 from voxgate import audio
 from voxgate.catalog import Role
 from voxgate.config import Settings
@@ -39,7 +39,8 @@ from voxgate.registry import Registry
 
 VOICES = ("piper-en_US-joe-medium", "hibari-en_US-heart")
 SENTENCES = [
-    "The capital of France is Paris.", "Spiders spin webs to catch insects.", "The sky looks blue because air scatters blue light.",
+    "The capital of France is Paris.", "Spiders spin webs to catch insects.",
+    "The sky looks blue because air scatters blue light.",
     "Monday comes after Sunday.", "Jupiter is the largest planet in our solar system.",
     "William Shakespeare wrote Romeo and Juliet.", "Bees make honey from the nectar of flowers.",
     "Mount Everest is the tallest mountain on Earth.", "A bicycle has two wheels.", "Frozen water is called ice.",
@@ -82,7 +83,7 @@ def measure(registry: Registry, stt: WhisperSTT, name: str, runs: int) -> dict:
     seconds = sum(len(c) for c in clips) / rate
     errors = total = exact = 0
     misheard = []
-    for sentence, clip in zip(SENTENCES, clips):
+    for sentence, clip in zip(SENTENCES, clips, strict=False):
         heard = stt.transcribe(audio.resample(clip.astype(np.float32) / 32768, rate, RATE)).text
         e, n = word_errors(sentence, heard)
         errors, total, exact = errors + e, total + n, exact + (e == 0)
@@ -126,7 +127,7 @@ def main() -> None:
         for m in r["misheard"]:
             console.print(f"[dim]{r['voice']}: said {m['said']!r}, heard {m['heard']!r}[/]")
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"voices-{stamp}.json"
     out.write_text(json.dumps({"machine": machine(), "git": git_state(), "definition": __doc__, "runs": args.runs,
                                "sentences": SENTENCES, "rows": rows}, indent=1, ensure_ascii=False))

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import av
 import httpx
+import llama_server
 import numpy as np
 import pytest
-import llama_server
 from pg_server import throwaway_postgres
 from processes import free_port, wait_until_serving
-
 
 TEST_JWT_SECRET = "test-secret-known-to-the-tests-so-they-can-forge-tokens"
 

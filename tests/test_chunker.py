@@ -69,7 +69,8 @@ def test_japanese_sentences_are_cut_without_a_following_space():
 def test_japanese_and_chinese_clauses_are_cut_at_their_commas():
     assert chunk("はい、東京です。", first_chars=48)[0] == "はい、"
     text = "今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、友達と、お弁当を食べました。"
-    assert chunk(text) == ["今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、", "友達と、お弁当を食べました。"]
+    assert chunk(text) == ["今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、",
+                           "友達と、お弁当を食べました。"]
     assert chunk("北京是中国的首都，也是一个历史悠久的城市。它有很多名胜古迹！", clause_chars=5) == [
         "北京是中国的首都，", "也是一个历史悠久的城市。", "它有很多名胜古迹！"]
 

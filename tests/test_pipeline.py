@@ -83,7 +83,8 @@ def text_pipeline(llm, context: int):
 def long_history(pairs: int, chars: int):
     from voxgate.engines.base import ChatMessage
 
-    return tuple(ChatMessage(role, f"{i}{role[0]}" + "x" * chars) for i in range(pairs) for role in ("user", "assistant"))
+    return tuple(ChatMessage(role, f"{i}{role[0]}" + "x" * chars)
+                 for i in range(pairs) for role in ("user", "assistant"))
 
 
 def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count():

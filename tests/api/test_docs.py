@@ -160,7 +160,8 @@ def test_authorize_and_try_it_out_work_in_a_browser_with_no_way_out(docs_server)
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 2400})
             page.route("**/*", only_the_server)

@@ -167,7 +167,8 @@ def test_full_queue_answers_503_with_retry_after(tmp_path_factory):
                           VOXGATE_AUTH="off")
     try:
         def ask(_):
-            return httpx.post(f"{server.url}/v1/chat", json={"text": "Count from one to forty in words.", "max_tokens": 120},
+            return httpx.post(f"{server.url}/v1/chat",
+                              json={"text": "Count from one to forty in words.", "max_tokens": 120},
                               timeout=120)
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:

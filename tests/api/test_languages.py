@@ -131,10 +131,12 @@ def test_a_japanese_question_is_answered_in_a_neural_japanese_voice(multilingual
 
 
 def test_a_streamed_japanese_reply_is_spoken_sentence_by_sentence(multilingual, japanese_voice):
-    two_questions = {**QUESTION_JA, "text": "日本の首都はどこですか？その人口は？", "stream": True}  # two sentences back
+    # Two sentences back:
+    two_questions = {**QUESTION_JA, "text": "日本の首都はどこですか？その人口は？", "stream": True}
     with multilingual.stream("POST", "/v1/chat", json=two_questions) as response:
         assert response.status_code == 200
-        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines() if line.startswith("data: ")]
+        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines()
+                  if line.startswith("data: ")]
     done, audio = events[-1], [e for e in events if "audio" in e]
     assert done["voice"] == japanese_voice and all(a["sample_rate"] == 24000 for a in audio)
     reply = "".join(done["reply"].split())

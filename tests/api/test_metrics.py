@@ -18,7 +18,6 @@ from conftest import start_server, stop_server
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-
 TOKEN = "metrics-" + secrets.token_hex(8)
 
 
@@ -113,7 +112,8 @@ def test_a_turn_in_flight_shows_in_the_lane_and_a_full_lane_is_counted_as_503_bu
     assert value(after, "voxgate_http_errors_total", status="503", code="busy") == \
         value(before, "voxgate_http_errors_total", status="503", code="busy") + 1
     busy = {"method": "POST", "route": "/v1/chat", "status": "503"}
-    assert value(after, "voxgate_http_requests_total", **busy) == value(before, "voxgate_http_requests_total", **busy) + 1
+    requests = "voxgate_http_requests_total"
+    assert value(after, requests, **busy) == value(before, requests, **busy) + 1
 
 
 def test_too_many_failed_logins_are_counted_as_429(server, client):

@@ -197,7 +197,8 @@ def test_voices_by_language(user):
     voices = user.get("/v1/voices").json()["data"]
     by_id = {v["id"]: v for v in voices}
     heart = by_id["hibari-en_US-heart"]
-    assert (heart["engine"], heart["language"], heart["gender"], heart["name"]) == ("hibari", "en-us", "female", "heart")
+    described = (heart["engine"], heart["language"], heart["gender"], heart["name"])
+    assert described == ("hibari", "en-us", "female", "heart")
     assert heart["default"] and all({"language", "gender", "engine"} <= v.keys() for v in voices)
     espeak_languages = {v["language"] for v in voices if v["engine"] == "espeak-ng"}
     assert {"fr-fr", "es"} <= espeak_languages and len(espeak_languages) > 50

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
-import pytest
-
 import llama_server
+import pytest
 from conftest import reply, reply_streamed, stub_server
+
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.ollama_chat import OllamaChat
 from voxgate.errors import BackendError

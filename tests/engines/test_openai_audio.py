@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-
 from conftest import Server, free_port, reply, reply_streamed, start_server, stop_server, stub_server, words
+
 from voxgate import audio
 from voxgate.engines.openai_stt import OpenAISTT
 from voxgate.engines.openai_tts import OpenAITTS

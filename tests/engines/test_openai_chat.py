@@ -6,10 +6,10 @@ import logging
 import time
 from dataclasses import replace
 
-import pytest
-
 import llama_server
+import pytest
 from conftest import free_port, reply, reply_streamed, stub_server
+
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.openai_chat import OpenAIChat
 from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded
@@ -93,7 +93,8 @@ def test_server_killed_mid_stream_is_an_error_naming_the_backend(tmp_path):
 
     try:
         with pytest.raises((BackendError, BackendUnavailable)) as caught:
-            chat(url).generate(ask("Write a very long story about a dragon.", max_tokens=1000), on_delta=kill_after_first)
+            chat(url).generate(ask("Write a very long story about a dragon.", max_tokens=1000),
+                               on_delta=kill_after_first)
     finally:
         proc.kill()
     assert caught.value.message.startswith(f"the LLM backend openai at {url} ")
