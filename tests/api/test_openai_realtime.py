@@ -1,7 +1,6 @@
 """OpenAI's Realtime API on /v1/realtime: the official `openai` SDK, changed only in its base
 URL and key, and a plain-websockets client written from the protocol (so no test leans on
-one SDK's leniency). Replies at temperature 0 (the server's setting for these questions
-is greedy enough: the checks are one-word facts)."""
+one SDK's leniency). The shared server decodes greedily, so the content checks are stable."""
 
 import asyncio
 import base64
