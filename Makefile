@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench models multilingual presets voices system-deps clean
+.PHONY: run test lint bench models multilingual presets voices system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,11 @@ presets: models
 voices: models
 	$(BIN)/voxgate models pull piper-en_US-joe-medium
 
-test: multilingual presets voices system-deps
+# ruff's rules (pyproject.toml) on all Python code, before any test runs.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+
+test: lint multilingual presets voices system-deps
 	$(BIN)/pytest
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.

@@ -73,7 +73,7 @@ def main() -> None:
         for path, transcribe in paths.items():
             errors = total = exact = 0
             times, misheard = [], []
-            for text, clip in zip(texts, clips, strict=False):
+            for text, clip in zip(texts, clips, strict=True):
                 start = time.perf_counter()
                 heard = transcribe(clip)
                 times.append((time.perf_counter() - start) * 1000)

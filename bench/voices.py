@@ -83,7 +83,7 @@ def measure(registry: Registry, stt: WhisperSTT, name: str, runs: int) -> dict:
     seconds = sum(len(c) for c in clips) / rate
     errors = total = exact = 0
     misheard = []
-    for sentence, clip in zip(SENTENCES, clips, strict=False):
+    for sentence, clip in zip(SENTENCES, clips, strict=True):
         heard = stt.transcribe(audio.resample(clip.astype(np.float32) / 32768, rate, RATE)).text
         e, n = word_errors(sentence, heard)
         errors, total, exact = errors + e, total + n, exact + (e == 0)

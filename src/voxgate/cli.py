@@ -11,10 +11,10 @@ from rich.table import Table
 
 from voxgate import accounts, models
 from voxgate.catalog import CATALOG, Role
-from voxgate.personas import BUILTIN
-from voxgate.registry import Registry
 from voxgate.config import Settings
 from voxgate.errors import VoxgateError
+from voxgate.personas import BUILTIN
+from voxgate.registry import Registry
 
 app = typer.Typer(help="voxgate: a self-hosted voice chat API.", no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="List, pull, import, create and remove models.", invoke_without_command=True)
@@ -38,7 +38,8 @@ def serve(
     if settings.auth == "on":
         created = asyncio.run(_with_database(settings, accounts.first_admin))
         if created:
-            _print_credentials("first admin account created", *created, url=f"http://{host or settings.host}:{port or settings.port}")
+            _print_credentials("first admin account created", *created,
+                               url=f"http://{host or settings.host}:{port or settings.port}")
     else:
         console.print("[yellow]VOXGATE_AUTH=off: anyone who can reach this port acts as the admin[/]")
     server.serve(create_app(settings), settings, host or settings.host, port or settings.port)
@@ -114,7 +115,7 @@ def models_pull(
         with _bar() as bar:
             task = bar.add_task(f"preparing {name}", total=CATALOG[name].size_bytes if name in CATALOG else None)
 
-            def report(event: dict) -> None:
+            def report(event: dict, bar=bar, task=task) -> None:
                 if "completed" in event:
                     bar.update(task, completed=event["completed"])
                 elif event["status"] != "success":
@@ -241,7 +242,7 @@ def evaluate(
         for name in model or [None]:
             with _bar() as bar:
                 task = bar.add_task(f"{name or 'default'}", total=len(items))
-                reports.append(run(client, name, items=items, on_score=lambda _: bar.advance(task)))
+                reports.append(run(client, name, items=items, on_score=lambda _, bar=bar, task=task: bar.advance(task)))
     table = Table(title=f"answer battery: {len(items)} questions, temperature 0")
     for column in ("model", "right", "heard (spoken)", "well-formed", "median s", "p95 s", "errors"):
         table.add_column(column)
@@ -255,7 +256,8 @@ def evaluate(
             console.print(f"[red]{report.model}:[/] {error}")
         for miss in (x for x in report.scores if not (x.right and x.well_formed)):
             console.print(f"[yellow]{report.model}:[/] {miss.item.turns[-1]!r} → {miss.reply!r}"
-                          f"{'' if miss.right else ' (wrong)'}{'' if miss.well_formed else ' (too long or unspeakable)'}")
+                          f"{'' if miss.right else ' (wrong)'}"
+                          f"{'' if miss.well_formed else ' (too long or unspeakable)'}")
     if output:
         output.write_text(json.dumps([{**r.summary(), "replies": [
             {"kind": x.item.kind, "turns": x.item.turns, "reply": x.reply, "right": x.right, "heard": x.heard,

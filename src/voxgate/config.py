@@ -79,8 +79,10 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     tts_api_key: SecretStr | None = None
     tts_voice: str = Field("alloy", description="Voice name sent to a remote (openai) TTS backend.")
-    backend_timeout: float = Field(60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens).")
-    backend_retries: int = Field(2, ge=0, description="Retries with backoff for a remote call that failed before any answer.")
+    backend_timeout: float = Field(
+        60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens).")
+    backend_retries: int = Field(
+        2, ge=0, description="Retries with backoff for a remote call that failed before any answer.")
 
     idle_unload_seconds: float = Field(
         300.0, ge=0, description="Unload a model that is not a role's default after this long unused; 0: never."
@@ -145,7 +147,8 @@ class Settings(BaseSettings):
     def _remote_backends_have_urls(self) -> "Settings":
         for role in ("stt", "llm", "tts"):
             if getattr(self, f"{role}_backend") != "local" and not getattr(self, f"{role}_url"):
-                raise ValueError(f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local")
+                raise ValueError(
+                    f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local")
         return self
 
     @property

@@ -40,7 +40,8 @@ class EchoGuard:
             return 0.0
         size = 1 << (len(ref) + len(heard)).bit_length()
         # Correlation at every lag at once, through the FFT.
-        corr = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(heard, size)), size)[: len(ref) - len(heard) + 1]
+        spectrum = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(heard, size))
+        corr = np.fft.irfft(spectrum, size)[: len(ref) - len(heard) + 1]
         # Energy of each stretch of `ref` the length of `heard` (a sliding sum of squares).
         squares = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
         windows = squares[len(heard):] - squares[: len(ref) - len(heard) + 1]

@@ -249,10 +249,9 @@ def resolve(spec: str, role: Role, models_dir: Path) -> tuple[str, Path]:
     if model is None:
         path = Path(spec).expanduser()
         if not path.exists():
-            raise NotFound(
-                f"{role.value} model {spec!r} is neither a model name ({', '.join(n for n, m in CATALOG.items() if m.role == role)}, "
-                "or one imported) nor an existing path", code="model_not_found"
-            )
+            names = ", ".join(n for n, m in CATALOG.items() if m.role == role)
+            raise NotFound(f"{role.value} model {spec!r} is neither a model name ({names}, or one imported) "
+                           "nor an existing path", code="model_not_found")
         return path.stem if path.is_file() else path.name, path
     if model.role != role:
         raise ModelNotReady(f"{spec!r} is a {model.role.value} model, not a {role.value} model")

@@ -19,8 +19,8 @@ import numpy as np
 from voxgate import audio
 from voxgate.audio import VoiceFormat
 from voxgate.catalog import Role
-from voxgate.config import Settings
 from voxgate.chunker import SentenceChunker
+from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, SpeechChunk, Transcription
 from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarge
 from voxgate.lanes import Lane
@@ -169,7 +169,8 @@ class Pipeline:
         places = settings.speech_threads + settings.queue_size
         self.decode_lane = Lane("the audio decoder", pool=self.speech_pool, capacity=places)
         self.stt_lane = Lane("the speech-to-text model", pool=self.speech_pool, capacity=places)
-        self.llm_lane = Lane("the language model", pool=self.llm_pool, capacity=settings.llm_slots + settings.queue_size)
+        self.llm_lane = Lane("the language model", pool=self.llm_pool,
+                             capacity=settings.llm_slots + settings.queue_size)
         self.tts_lane = Lane("the text-to-speech model", pool=self.speech_pool, capacity=places)
         self.turn_lane = Lane("the end-of-turn model", pool=self.speech_pool, capacity=places)
 

@@ -69,7 +69,7 @@ class SpeechDetector:
         scores = self._model(np.concatenate([self._previous, frames]))[1:].reshape(-1)
         self._previous = frames[-FRAME:]
         events = []
-        for frame, score in zip(frames.reshape(-1, FRAME), scores):
+        for frame, score in zip(frames.reshape(-1, FRAME), scores, strict=True):
             self._frames.append(frame)
             if not self.speaking:
                 self._voiced = self._voiced + 1 if score >= self.threshold else 0

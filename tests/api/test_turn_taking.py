@@ -207,5 +207,5 @@ def test_four_sessions_at_once_all_get_answers(rt_server, say):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(ask, range(4)))
     assert [a["type"] for a in answers] == ["done"] * 4, answers
-    for answer, city in zip(answers, ["paris", "rome", "madrid", "berlin"], strict=False):
+    for answer, city in zip(answers, ["paris", "rome", "madrid", "berlin"], strict=True):
         assert city in answer["reply"].lower(), answer

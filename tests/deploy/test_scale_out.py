@@ -272,7 +272,7 @@ def test_the_realtime_socket_works_through_the_balancer(balancer, replicas, fran
             conversations.append(messages[-1]["conversation_id"])
         second.send(json.dumps({"type": "input.text", "text": "And of Italy?"}))  # the same socket goes on
         assert turn(second)[-1]["type"] == "done"
-    for conversation, turns in zip(conversations, (1, 2), strict=False):
+    for conversation, turns in zip(conversations, (1, 2), strict=True):
         stored = httpx.get(f"{balancer.url}/v1/conversations/{conversation}", headers=balancer.headers,
                            timeout=TIMEOUT)
         assert [m["role"] for m in stored.json()["messages"]] == ["user", "assistant"] * turns, stored.text

@@ -48,7 +48,7 @@ def test_each_sentence_is_one_chunk_of_speech_whisper_understands(registry, tts)
     pieces = speak(tts, " ".join(SENTENCES))
     assert len(pieces) == len(SENTENCES)
     stt = WhisperSTT("whisper-tiny.en", registry.models_dir / "whisper-tiny.en", workers=1)
-    for sentence, pcm in zip(SENTENCES, pieces, strict=False):
+    for sentence, pcm in zip(SENTENCES, pieces, strict=True):
         assert 0.8 < len(pcm) / tts.sample_rate < 4 and np.abs(pcm).max() > 3000  # speech, not silence
         heard = stt.transcribe(resample(pcm.astype(np.float32) / 32768, tts.sample_rate, RATE))
         assert words(heard.text) == words(sentence)

@@ -100,12 +100,12 @@ def test_turn_model_is_a_default_that_loads():
 
 def test_finished_questions_sound_finished(smart_turn, speak):
     scores = [smart_turn.completion(speak(text)) for text in FINISHED]
-    assert sum(s > 0.5 for s in scores) >= 5, dict(zip(FINISHED, scores, strict=False))
+    assert sum(s > 0.5 for s in scores) >= 5, dict(zip(FINISHED, scores, strict=True))
 
 
 def test_questions_broken_off_mid_sentence_sound_unfinished(smart_turn, speak):
     scores = [smart_turn.completion(speak(text + ", um")) for text in BROKEN_OFF]
-    assert sum(s < 0.5 for s in scores) >= 5, dict(zip(BROKEN_OFF, scores, strict=False))
+    assert sum(s < 0.5 for s in scores) >= 5, dict(zip(BROKEN_OFF, scores, strict=True))
 
 
 def test_only_the_last_eight_seconds_count(smart_turn, speak):

@@ -48,7 +48,8 @@ class ChatBody(BaseModel):
     model: str | None = Field(None, max_length=64, description="LLM or custom model (default: the LLM default).")
     voice: str | None = Field(None, max_length=100, description="Voice id from GET /v1/voices (default: one that "
                                                                   "speaks the reply's language).")
-    conversation_id: str | None = Field(None, max_length=64, description="Continue this conversation; omit to start one.")
+    conversation_id: str | None = Field(None, max_length=64,
+                                        description="Continue this conversation; omit to start one.")
     persona: str | None = Field(None, max_length=64, description="Persona for this turn (default: the conversation's).")
     stream: bool = Field(False, description="Answer as server-sent events: transcript, text, audio, done.")
 
@@ -119,7 +120,8 @@ class ErrorOut(BaseModel):
 
 
 class Credentials(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"username": "ada", "password": "correct horse battery"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"username": "ada", "password": "correct horse battery"}]})
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)

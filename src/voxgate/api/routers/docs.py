@@ -74,5 +74,5 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI `responses` for these statuses: voxgate's error envelope with an example."""
     return {status: {"model": ErrorOut, "description": _ERRORS[status][0],
                      "content": {"application/json": {"example": {"error": dict(zip(
-                         ("type", "code", "message"), _ERRORS[status][1:]))}}}}
+                         ("type", "code", "message"), _ERRORS[status][1:], strict=True))}}}}
             for status in statuses}

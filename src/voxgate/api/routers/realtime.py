@@ -12,8 +12,8 @@ import asyncio
 import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 from pydantic import ValidationError
+from starlette.websockets import WebSocketState
 
 from voxgate import metrics
 from voxgate.api.deps import authenticate, get_turns
@@ -149,7 +149,8 @@ async def _control(session: RealtimeSession, text: str) -> None:
         message = json.loads(text)
         kind = message["type"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        await session.send({"type": "error", **BadRequest("control messages are JSON objects with a `type`").envelope()})
+        error = BadRequest("control messages are JSON objects with a `type`")
+        await session.send({"type": "error", **error.envelope()})
         return
     if kind == "input.text" and isinstance(message.get("text"), str) and message["text"].strip():
         await session.on_text(message["text"])

@@ -1,13 +1,12 @@
 """users, keys, personas, conversations, messages
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 13:55:59.952918
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
