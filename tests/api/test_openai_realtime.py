@@ -40,6 +40,12 @@ async def until(receive, kinds: set[str], seen: list) -> object:
     return await asyncio.wait_for(loop(), TIMEOUT)
 
 
+async def say(conn, text: str) -> None:
+    """Add a typed user message to the conversation."""
+    await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                              "content": [{"type": "input_text", "text": text}]})
+
+
 def kinds(events) -> list[str]:
     return [event.type for event in events]
 
@@ -91,9 +97,7 @@ def test_a_text_item_and_response_create_answer_in_text_with_its_instructions(se
         async with sdk(server).realtime.connect(model="gpt-realtime") as conn:
             seen: list = []
             await until(conn.recv, {"session.created"}, seen)
-            await conn.conversation.item.create(item={
-                "type": "message", "role": "user",
-                "content": [{"type": "input_text", "text": "What is the capital of Italy?"}]})
+            await say(conn, "What is the capital of Italy?")
             await until(conn.recv, {"conversation.item.done"}, seen)
             await conn.response.create(response={"output_modalities": ["text"],
                                                  "instructions": "Answer with one word."})
@@ -112,9 +116,7 @@ def test_cancel_stops_a_reply_and_truncate_cuts_the_stored_one_to_what_was_playe
         async with sdk(server).realtime.connect(model="gpt-realtime") as conn:
             seen: list = []
             await until(conn.recv, {"session.created"}, seen)
-            await conn.conversation.item.create(item={
-                "type": "message", "role": "user",
-                "content": [{"type": "input_text", "text": "Tell me a long story about a dragon."}]})
+            await say(conn, "Tell me a long story about a dragon.")
             await conn.response.create()
             first_audio = await until(conn.recv, {"response.output_audio.delta"}, seen)
             await conn.response.cancel()
@@ -144,8 +146,7 @@ def test_bad_events_get_an_error_and_the_session_goes_on(server):
                           {"type": "response.create"}):
                 await conn.send(event)
                 errors.append(await until(conn.recv, {"error"}, seen))
-            await conn.conversation.item.create(item={
-                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hi."}]})
+            await say(conn, "Say hi.")
             await conn.response.create(response={"output_modalities": ["text"]})
             return errors, await until(conn.recv, {"response.done"}, seen)
 
