@@ -121,7 +121,7 @@ class PreparedTurn:
                                language=result.language, persona=self.persona)
             answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
                              text=result.reply, language=result.language, persona=self.persona,
-                             models=result.models, timings=result.timings)
+                             models=result.models, voice=result.voice, timings=result.timings)
             if settings.store_audio:
                 question.audio_path = _save_audio(settings, conversation.id, question.id, request.audio,
                                                   CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"))

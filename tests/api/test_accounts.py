@@ -68,6 +68,8 @@ def test_bad_tokens_get_401(server, case, headers, code):
 def test_chat_needs_a_token(server):
     r = httpx.post(f"{server.url}/v1/chat", json={"text": "hi"})
     assert r.status_code == 401
+    # A client learns that it must sign in without a failed request.
+    assert httpx.get(f"{server.url}/v1/auth/config").json() == {"auth": "on", "registration": "admin"}
 
 
 def test_api_keys_are_shown_once_listed_and_revocable(server, alice):

@@ -24,6 +24,7 @@ def test_two_turn_voice_conversation_remembers_the_name(client, piper_speak):
     assert "ada" in words(messages[0]["transcript"])
     assert messages[1]["models"]["llm"] == "qwen2.5-coder-0.5b-instruct"
     assert messages[1]["timings"]["stt"] > 0
+    assert messages[1]["voice"] == first.headers["x-voxgate-voice"] and messages[0]["voice"] is None
     # Audio storage is on for the test servers: both sides of a turn can be fetched.
     for message in messages[:2]:
         assert message["has_audio"]
@@ -43,6 +44,11 @@ def test_crud_and_paging(client):
     assert [c["title"] for c in page["data"]] == ["topic 2", "topic 1"]  # newest first
     rest = client.get("/v1/conversations", params={"limit": 2, "offset": 2}).json()["data"]
     assert rest[0]["title"] == "topic 0"
+    client.post("/v1/conversations", json={"title": "Topic_100% done"})
+    found = client.get("/v1/conversations", params={"q": "TOPIC 1"}).json()["data"]
+    assert [c["title"] for c in found] == ["topic 1"]
+    found = client.get("/v1/conversations", params={"q": "_100%"}).json()["data"]  # LIKE wildcards are literal
+    assert [c["title"] for c in found] == ["Topic_100% done"]
 
     cid = created[0]["id"]
     patched = client.patch(f"/v1/conversations/{cid}", json={"title": "renamed", "persona": "concise"})

@@ -62,6 +62,10 @@ def short():
     stop_server(server)
 
 
+def test_auth_off_is_announced(short):
+    assert short.get("/v1/auth/config").json()["auth"] == "off"
+
+
 def test_audio_over_the_duration_limit(short):
     assert_error(short.post("/v1/chat", files={"audio": ("long.wav", silence_wav(3.0))}), 413, "audio_too_long")
 

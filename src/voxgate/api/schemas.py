@@ -140,6 +140,11 @@ class UserOut(BaseModel):
     default_persona: str
 
 
+class AuthConfig(BaseModel):
+    auth: Literal["on", "off"] = Field(description="`off`: every request is served as the local admin.")
+    registration: Literal["admin", "open"] = Field(description="Who may create accounts over HTTP.")
+
+
 class TokenOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl",
@@ -228,6 +233,7 @@ class MessageOut(BaseModel):
     language: str | None
     persona: str | None
     models: dict[str, Any] | None
+    voice: str | None = Field(description="The voice that spoke a reply, if it was spoken.")
     timings: dict[str, Any] | None
     has_audio: bool
     created_at: datetime

@@ -141,9 +141,12 @@ async def check_conversation_quota(session: AsyncSession, user: User, limit: int
                         "new ones", code="conversation_quota")
 
 
-async def list_conversations(session: AsyncSession, user: User, *, limit: int, offset: int) -> list[Conversation]:
-    query = (select(Conversation).where(Conversation.user_id == user.id)
-             .order_by(Conversation.updated_at.desc(), Conversation.id).limit(limit).offset(offset))
+async def list_conversations(session: AsyncSession, user: User, *, limit: int, offset: int,
+                             search: str | None = None) -> list[Conversation]:
+    query = select(Conversation).where(Conversation.user_id == user.id)
+    if search:  # in the title, any case; autoescape: a % or _ in the search is meant literally
+        query = query.where(Conversation.title.icontains(search, autoescape=True))
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id).limit(limit).offset(offset)
     return list(await session.scalars(query))
 
 

@@ -98,6 +98,7 @@ class Message(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     persona: Mapped[str | None] = mapped_column(String(64))
     models: Mapped[dict[str, Any] | None]
+    voice: Mapped[str | None] = mapped_column(String(100))  # a spoken reply's voice: replays use it again
     timings: Mapped[dict[str, Any] | None]
     audio_path: Mapped[str | None] = mapped_column(String(500))  # relative to the data dir's audio/
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ from voxgate import auth
 from voxgate.api.deps import DatabaseDep, SettingsDep, UserDep, current_user
 from voxgate.api.schemas import (
     ApiKeyOut,
+    AuthConfig,
     CreatedApiKey,
     Credentials,
     NewApiKey,
@@ -59,6 +60,12 @@ async def login(body: Credentials, db: DatabaseDep, request: Request, settings: 
     limits.login_succeeded(body.username, address)
     token, expires = auth.issue_token(user.id, request.app.state.jwt_secret, settings.token_minutes)
     return TokenOut(access_token=token, expires_at=expires)
+
+
+@router.get("/v1/auth/config")
+async def auth_config(settings: SettingsDep) -> AuthConfig:
+    """What a client needs before signing in, without credentials: whether it must sign in at all."""
+    return AuthConfig(auth=settings.auth, registration=settings.registration)
 
 
 @router.get("/v1/me")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse
 
 from voxgate.api.deps import DatabaseDep, SettingsDep, UserDep
-from voxgate.api.schemas import ConversationDetail, ConversationIn, ConversationOut, ConversationPage
+from voxgate.api.schemas import ConversationDetail, ConversationIn, ConversationOut, ConversationPage, PlainText
 from voxgate.audio import EXTENSION_MEDIA_TYPES
 from voxgate.errors import NotFound
 from voxgate.store import repo
@@ -20,10 +20,11 @@ router = APIRouter(tags=["conversations"])
 async def list_conversations(
     user: UserDep, db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    q: Annotated[PlainText | None, Query(max_length=200, description="Only titles containing this (any case).")] = None,
 ) -> ConversationPage:
     """The user's conversations, most recently active first."""
     async with db.session() as session:
-        rows = await repo.list_conversations(session, user, limit=limit, offset=offset)
+        rows = await repo.list_conversations(session, user, limit=limit, offset=offset, search=q)
     return ConversationPage(data=[ConversationOut.model_validate(r) for r in rows], limit=limit, offset=offset)
 
 
