@@ -57,6 +57,7 @@ def _print_credentials(title: str, user, password: str, key: str, url: str = "ht
     console.print(f"[bold green]{title}[/]: user [bold]{user.username}[/]\n"
                   f"  password: {password}\n"
                   f"  API key:  {key}\n"
+                  f"  talk:     open {url}/ in a browser and sign in with this password\n"
                   f"  use it:   curl -H 'Authorization: Bearer {key}' {url}/v1/models\n"
                   "  (shown once; `voxgate users add NAME` creates more accounts)", soft_wrap=True)
 

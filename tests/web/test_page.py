@@ -111,31 +111,45 @@ def chromium(spoken) -> Iterator[Callable[[str], object]]:
             browser.close()
 
 
+VIEWPORTS = {"desktop": {"viewport": {"width": 1280, "height": 800}},
+             "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}}
+
+
 @pytest.fixture
 def open_page(chromium, web_server, web_user) -> Iterator:
-    """open_page(microphone=..., says=...) -> a signed-in page in a fresh browser context,
-    whose microphone says `says`. Uncaught script errors fail the test."""
-    contexts, errors = [], []
+    """open_page(microphone=..., says=..., viewport=..., quiet=True) -> a signed-in page in a
+    fresh browser context, whose microphone says `says`. Uncaught script errors fail the test;
+    on a `quiet` page (a normal session) so do console errors and failed requests."""
+    contexts, errors, noise = [], [], []
 
-    def open_(*, microphone: bool, says: str = QUESTION):
-        context = chromium(says).new_context()
+    def open_(*, microphone: bool, says: str = QUESTION, viewport: str = "desktop", quiet: bool = True):
+        context = chromium(says).new_context(**VIEWPORTS[viewport])
         contexts.append(context)
         if microphone:
             context.grant_permissions(["microphone"], origin=web_server.url)
+        if quiet:
+            context.on("console", lambda msg: msg.type == "error" and noise.append(f"console: {msg.text}"))
+            context.on("requestfailed", lambda r: noise.append(f"failed: {r.method} {r.url} {r.failure}"))
+            context.on("response", lambda r: r.status >= 400 and noise.append(f"{r.status}: {r.url}"))
+        context.on("page", lambda page: page.on("pageerror", lambda exc: errors.append(str(exc))))
         page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
         response = page.goto(web_server.url)
         assert response.status == 200, "GET / failed: include web.router in create_app (src/voxgate/api/app.py)"
-        page.get_by_label("Username").fill(web_user[0])
-        page.get_by_label("Password").fill(web_user[1])
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.get_by_role("button", name="Talk")).to_be_focused()
+        sign_in(page, *web_user)
         return page
 
     yield open_
     for context in contexts:
         context.close()
     assert not errors, f"script errors on the page: {errors}"
+    assert not noise, f"a normal session logged errors or failed requests: {noise}"
+
+
+def sign_in(page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Talk")).to_be_focused()
 
 
 def expect(locator):
@@ -179,13 +193,14 @@ class SocketLog:
         return self.messages(kind)[count - 1]
 
 
-def api_get(page, path: str) -> dict:
-    """GET an API path as the signed-in user, with the page's own token."""
-    return page.evaluate("""async (path) => {
-        const token = sessionStorage.getItem("voxgate.token");
-        const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+def api_get(page, path: str, method: str = "GET", body: dict | None = None) -> dict:
+    """Call the API as the signed-in user, with the page's own token."""
+    return page.evaluate("""async ([path, method, body]) => {
+        const token = JSON.parse(localStorage.getItem("voxgate.session")).token;
+        const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
+        const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
         return response.json();
-    }""", path)
+    }""", [path, method, body])
 
 
 def chunks_played(page) -> int:
@@ -195,50 +210,258 @@ def chunks_played(page) -> int:
 # ---------------------------------------------------------------- tests
 
 
-def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav):
-    page = open_page(microphone=True)
+def ask_by_voice(page, question_wav) -> None:
+    """Click to start recording, wait out the question, click to send."""
     mic = page.get_by_role("button", name="Talk")
     mic.click()  # a click starts recording; the next one sends
     expect(mic).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#talk")).to_have_attribute("data-state", "listening")
     page.wait_for_timeout(question_wav[1] * 1000 + 300)  # the whole question and its trailing silence
     mic.click()
     expect(mic).to_have_attribute("aria-pressed", "false")
 
+
+def ask_in_writing(page, text: str) -> dict:
+    """Type a question, send it, wait for the whole turn; returns the turn's figures."""
+    answered = page.evaluate("window.voxgateStats.lastTurn")
+    page.get_by_label("Type a message").fill(text)
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_function("old => { const t = window.voxgateStats.lastTurn; return t && t !== old && t.models }",
+                           arg=answered, timeout=TURN_TIMEOUT)
+    expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
+    return page.evaluate("window.voxgateStats.lastTurn")
+
+
+def conversation_list(page, viewport: str):
+    """The conversation list, opened first where it is a drawer (phones)."""
+    if viewport == "phone":
+        page.get_by_role("button", name="Conversations").click()
+    listed = page.locator("#conversations li")
+    expect(page.locator("#sidebar")).to_be_visible()
+    return listed
+
+
+def open_settings(page):
+    toggle = page.get_by_role("button", name="Settings")
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "phone"])
+def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav, viewport):
+    page = open_page(microphone=True, viewport=viewport)
+    mic = page.get_by_role("button", name="Talk")
+    # The first screen holds the chat and the talk control; on a phone the list is a drawer.
+    expect(mic).to_be_in_viewport()
+    expect(page.get_by_label("Type a message")).to_be_in_viewport()
+    if viewport == "phone":
+        expect(page.locator("#sidebar")).to_be_hidden()
+        expect(page.locator("#talk-state")).to_contain_text("Tap or hold")  # no Space key on a phone
+    else:
+        expect(page.locator("#sidebar")).to_be_visible()
+        expect(page.locator("#talk-state")).to_contain_text("hold Space")
+    assert page.evaluate("window.scrollY") == 0, "the page scrolled the header away"
+
+    ask_by_voice(page, question_wav)
     said = page.locator("#messages li.user")
     expect(said).to_contain_text(re.compile(r"capital|france", re.I), timeout=TURN_TIMEOUT)
     expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
-    reply = page.locator("#messages li.assistant").inner_text()
+    reply = page.locator("#messages li.assistant")
     stats = page.wait_for_function("() => window.voxgateStats.chunksPlayed >= 1 && window.voxgateStats",
                                    timeout=30_000).json_value()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "page.png", full_page=True)
-
     assert re.search(r"capital|france", stats["lastTranscript"], re.I), stats
-    assert reply.removeprefix("voxgate:").strip(), "the reply is empty"
-    assert stats["lastReply"] and stats["lastReply"] in reply
-    assert "paris" in reply.lower(), reply
-    replay = page.get_by_role("button", name="Replay")
-    expect(replay).to_be_enabled()
-    replay.click()
+    assert "paris" in stats["lastReply"].lower(), stats
+    expect(reply.locator(".body")).to_have_text(stats["lastReply"])
+    # Under the reply: the models that answered, the time to the first audio, the stage times.
+    turn = stats["lastTurn"]
+    meta = reply.locator(".meta")
+    expect(meta).to_contain_text(turn["models"]["llm"])
+    expect(meta).to_contain_text(turn["models"]["stt"])
+    expect(meta).to_contain_text(re.compile(r"first audio \d+ ms after you stopped"))
+    expect(meta).to_contain_text(re.compile(r"STT \d+ ms · LLM \d+ ms"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"page-{viewport}.png")
+
+    reply.get_by_role("button", name="Replay this reply").click()
     page.wait_for_function("n => window.voxgateStats.chunksPlayed > n", arg=stats["chunksPlayed"], timeout=10_000)
-    download = page.get_by_role("link", name="Download reply")
-    expect(download).to_be_visible()
+    expect(page.locator("#talk")).to_have_attribute("data-state", "speaking")
     with page.expect_download() as info:
-        download.click()
+        reply.get_by_role("button", name="Download this reply").click()
     with wave.open(str(info.value.path())) as joined:  # the chunks joined into one valid WAV
         assert joined.getnframes() / joined.getframerate() > 0.5
 
-    # The turn started a conversation: it is listed, reopens with its history, and deletes.
-    conversation = page.locator("#conversations li")
+    # The turn started a conversation: it is listed with its title and date, reopens with
+    # its history, and deletes.
+    conversation = conversation_list(page, viewport)
     expect(conversation).to_have_count(1)
+    expect(conversation.locator(".title")).to_have_text(re.compile(r"capital|france", re.I))
+    expect(conversation.locator("time")).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\d"))
     page.get_by_role("button", name="New conversation").click()
-    expect(page.locator("#messages li")).to_have_count(0)
-    conversation.get_by_role("button").first.click()
-    expect(page.locator("#messages li")).to_have_count(2)
-    expect(page.locator("#messages li.assistant")).to_contain_text(stats["lastReply"])
+    expect(page.locator("#messages li.user, #messages li.assistant")).to_have_count(0)
+    conversation_list(page, viewport).locator(".open").click()
+    expect(page.locator("#messages li.user, #messages li.assistant")).to_have_count(2)
+    expect(reply.locator(".body")).to_have_text(stats["lastReply"])
+    conversation = conversation_list(page, viewport)
     page.once("dialog", lambda dialog: dialog.accept())
     conversation.get_by_role("button", name=re.compile("^Delete")).click()
     expect(conversation).to_have_count(0)
+
+
+def test_replay_plays_the_opened_conversations_reply(open_page):
+    page = open_page(microphone=False)
+    france = ask_in_writing(page, "What is the capital of France?")
+    page.get_by_role("button", name="New conversation").click()
+    ask_in_writing(page, "What is the capital of Italy?")
+    listed = api_get(page, "/v1/conversations?limit=100")["data"]
+    first = next(c for c in listed if "France" in c["title"])
+    stored = api_get(page, f"/v1/conversations/{first['id']}")["messages"]
+    assert france["models"] == stored[1]["models"]
+
+    page.locator("#conversations li", has_text="France").locator(".open").click()
+    expect(page.get_by_role("heading", name=first["title"])).to_be_visible()
+    reply = page.locator("#messages li.assistant")
+    expect(reply).to_have_count(1)
+    played = chunks_played(page)
+    # The test server stores no audio: the reply is spoken again, its own text in its own voice.
+    with page.expect_request("**/v1/audio/speech") as spoken_again:
+        reply.get_by_role("button", name="Replay this reply").click()
+    assert spoken_again.value.post_data_json == {"input": stored[1]["text"], "voice": stored[1]["voice"],
+                                                  "response_format": "wav"}
+    page.wait_for_function("n => window.voxgateStats.chunksPlayed > n", arg=played, timeout=10_000)
+    replayed = page.evaluate("window.voxgateStats.lastReplay")
+    assert replayed["messageId"] == stored[1]["id"] and replayed["conversationId"] == first["id"], replayed
+    with page.expect_download() as info:
+        reply.get_by_role("button", name="Download this reply").click()
+    with wave.open(str(info.value.path())) as saved:
+        assert saved.getnframes() / saved.getframerate() > 0.5
+
+    # Rename it, and find it again by a word of the new title.
+    page.once("dialog", lambda dialog: dialog.accept("Geography of France"))
+    page.get_by_role("button", name="Rename").click()
+    expect(page.get_by_role("heading", name="Geography of France")).to_be_visible()
+    page.get_by_label("Search conversations").fill("geography")
+    expect(page.locator("#conversations li")).to_have_count(1)
+    expect(page.locator("#conversations li .title")).to_have_text("Geography of France")
+    page.get_by_label("Search conversations").fill("no such title")
+    expect(page.locator("#conversations li")).to_have_count(0)
+    expect(page.locator("#no-conversations")).to_be_visible()
+
+
+def test_persona_belongs_to_the_conversation(open_page):
+    page = open_page(microphone=False)
+    default = api_get(page, "/v1/me")["default_persona"]
+    ask_in_writing(page, "Hello!")
+    conversation = api_get(page, "/v1/conversations?limit=1")["data"][0]
+    open_settings(page)
+    other = next(p["name"] for p in api_get(page, "/v1/personas") if p["name"] != default)
+    page.get_by_label("Persona", exact=True).select_option(other)
+    expect(page.get_by_role("status")).to_contain_text(f"now talks with the {other} persona")
+    assert api_get(page, f"/v1/conversations/{conversation['id']}")["persona"] == other
+    assert api_get(page, "/v1/me")["default_persona"] == default, "the account's default changed"
+
+    try:
+        page.get_by_role("button", name="Make default").click()
+        expect(page.get_by_role("button", name="Make default")).to_be_disabled()
+        assert api_get(page, "/v1/me")["default_persona"] == other
+
+        # A persona of one's own: created and edited in the dialog, then chosen for the chat.
+        page.get_by_role("button", name="New persona…").click()
+        page.get_by_label("Persona name").fill("pirate")
+        page.get_by_label("Instructions (system prompt)").fill("You are a pirate. Answer in one short sentence.")
+        page.get_by_label("Temperature (0–2; empty: the server's)").fill("0")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_contain_text("Created the pirate persona")
+        expect(page.get_by_label("Persona", exact=True)).to_have_value("pirate")
+        assert api_get(page, f"/v1/conversations/{conversation['id']}")["persona"] == "pirate"
+        page.get_by_role("button", name="Edit persona…").click()
+        expect(page.get_by_label("Persona name")).to_be_disabled()
+        page.get_by_label("Instructions (system prompt)").fill("You are a polite pirate.")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved the pirate persona")
+        saved = api_get(page, "/v1/personas/pirate")
+        assert saved["system_prompt"] == "You are a polite pirate." and saved["temperature"] == 0, saved
+        page.get_by_label("Persona", exact=True).select_option(default)
+        expect(page.get_by_role("button", name="Edit persona…")).to_be_disabled()  # built-in: read-only
+    finally:
+        api_get(page, "/v1/me/settings", "PUT", {"default_persona": default})
+
+
+def test_picked_voice_and_model_are_used(open_page):
+    page = open_page(microphone=False)
+    open_settings(page)
+    voices = api_get(page, "/v1/voices")["data"]
+    joe = next(v for v in voices if "joe" in v["id"])
+    assert not joe["default"]
+    picker = page.get_by_label("Voice", exact=True)
+    # Grouped by language; each voice says its gender and engine.
+    expect(picker.locator("optgroup", has=page.locator(f"option[value='{joe['id']}']"))).to_have_attribute(
+        "label", re.compile(joe["language"]))
+    expect(picker.locator(f"option[value='{joe['id']}']")).to_contain_text(joe["engine"])
+    picker.select_option(joe["id"])
+    llm = api_get(page, "/v1/models/defaults")["llm"]
+    expect(page.get_by_label("Model", exact=True).locator("option").first).to_contain_text(llm)
+
+    turn = ask_in_writing(page, "Say hello.")
+    assert turn["voice"] == joe["id"] and turn["models"]["llm"] == llm, turn
+    conversation = api_get(page, "/v1/conversations?limit=1")["data"][0]
+    assert api_get(page, f"/v1/conversations/{conversation['id']}")["messages"][1]["voice"] == joe["id"]
+    page.reload()  # the choice is this browser's, kept
+    open_settings(page)
+    expect(page.get_by_label("Voice", exact=True)).to_have_value(joe["id"])
+
+
+# Every visible text against the background it is drawn on (the first opaque one up the
+# tree), as WCAG 2 computes contrast. Inactive (disabled) controls are exempt, as in WCAG.
+LOW_CONTRAST = """() => {
+    const rgb = (css) => css.match(/[\\d.]+/g).map(Number);
+    const luminance = ([r, g, b]) => [r, g, b].map((c) => c / 255)
+        .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+        .reduce((sum, c, i) => sum + c * [0.2126, 0.7152, 0.0722][i], 0);
+    const background = (el) => {
+        for (; el; el = el.parentElement) {
+            const color = getComputedStyle(el).backgroundColor;
+            if (rgb(color)[3] !== 0) return rgb(color);
+        }
+        return [255, 255, 255];
+    };
+    const failures = [];
+    for (const el of document.querySelectorAll("body *")) {
+        const style = getComputedStyle(el);
+        const ownText = [...el.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+        if (!ownText || !el.checkVisibility({ visibilityProperty: true }) || el.closest(":disabled")) continue;
+        const [fg, bg] = [luminance(rgb(style.color)), luminance(background(el))];
+        const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+        const size = parseFloat(style.fontSize);
+        const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+        if (ratio < (large ? 3 : 4.5)) failures.push(`${el.id || el.className || el.tagName}: ${ratio.toFixed(2)}`);
+    }
+    return failures;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast_passes_wcag_aa(open_page, scheme):
+    page = open_page(microphone=False)
+    page.emulate_media(color_scheme=scheme)
+    ask_in_writing(page, "Hello!")  # messages, their figures and buttons on screen
+    open_settings(page)
+    assert page.evaluate(LOW_CONTRAST) == []
+    page.get_by_role("button", name="Sign out").click()  # the sign-in form, and its alert-free state
+    assert page.evaluate(LOW_CONTRAST) == []
+
+
+def test_stays_signed_in_across_tabs_and_reloads(open_page):
+    page = open_page(microphone=False)
+    page.reload()
+    expect(page.get_by_role("button", name="Talk")).to_be_visible()
+    other = page.context.new_page()
+    other.goto(page.url)
+    expect(other.get_by_role("button", name="Talk")).to_be_visible()
+    expect(other.get_by_label("Username")).to_be_hidden()
+    other.get_by_role("button", name=re.compile("^Sign out")).click()
+    expect(other.get_by_label("Username")).to_be_visible()
+    expect(page.get_by_label("Username")).to_be_visible()  # signed out everywhere
+    expect(page.get_by_role("alert")).to_contain_text("signed out in another tab")
 
 
 def test_hands_free_answers_over_the_realtime_socket(open_page, web_server):
@@ -275,13 +498,13 @@ def test_hands_free_answers_over_the_realtime_socket(open_page, web_server):
     assert turn["via"] == "realtime" and not turn["stopped"], turn
     assert 0 < turn["speechToAudioMs"] < TURN_TIMEOUT, turn
     assert turn["timings"] == summary["timings"] and turn["models"] == summary["models"], (turn, summary)
-    figures = page.locator("#turn-stats")
+    figures = page.locator("#messages li.assistant .meta")
     expect(figures).to_contain_text(re.compile(r"first audio \d+ ms after you stopped"))
     expect(figures).to_contain_text(summary["models"]["llm"])
-    expect(page.get_by_role("button", name="Replay")).to_be_enabled()
+    expect(page.locator("#messages li.assistant").get_by_role("button", name="Replay this reply")).to_be_enabled()
 
     # A typed question goes over the same socket and continues the conversation.
-    page.get_by_label("Or type").fill("And what is the capital of Italy?")
+    page.get_by_label("Type a message").fill("And what is the capital of Italy?")
     page.get_by_role("button", name="Send").click()
     follow_up = socket.wait_for("done", 2)
     assert {"type": "input.text", "text": "And what is the capital of Italy?"} in socket.sent_json()
@@ -326,7 +549,8 @@ def test_stop_ends_a_hands_free_reply_at_once(open_page):
     assert [m["role"] for m in stored] == ["user", "assistant"], stored
     assert re.search(r"dragon", stored[0]["transcript"], re.I), stored
     assert stored[1]["text"] == interrupted["reply"] and stored[1]["timings"]["interrupted"] is True, stored
-    expect(assistant).to_have_text(f"voxgate: {interrupted['reply']} (stopped)")
+    expect(assistant.locator(".body")).to_have_text(interrupted["reply"])
+    expect(assistant.locator(".note")).to_have_text(" (stopped)")
     turn = page.evaluate("window.voxgateStats.lastTurn")
     assert turn["stopped"] and turn["timings"] == interrupted["timings"], turn
 
@@ -336,9 +560,9 @@ def test_stop_ends_a_hands_free_reply_at_once(open_page):
 
 
 def test_escape_stops_a_streamed_reply(open_page):
-    page = open_page(microphone=False)
+    page = open_page(microphone=False, quiet=False)  # the stopped stream is a failed request
     before = api_get(page, "/v1/conversations?limit=100")["data"]
-    page.get_by_label("Or type").fill(STORY)
+    page.get_by_label("Type a message").fill(STORY)
     page.get_by_role("button", name="Send").click()
     page.wait_for_function("() => window.voxgateStats.chunksPlayed >= 1", timeout=TURN_TIMEOUT)
     page.keyboard.press("Escape")
@@ -349,7 +573,8 @@ def test_escape_stops_a_streamed_reply(open_page):
     expect(page.get_by_role("button", name="Send")).to_be_enabled()  # ready for the next question
     turn = page.evaluate("window.voxgateStats.lastTurn")
     assert turn["via"] == "sse" and turn["stopped"] and turn["speechToAudioMs"] > 0, turn
-    expect(page.locator("#turn-stats")).to_contain_text(re.compile(r"first audio \d+ ms after sending"))
+    meta = page.locator("#messages li.assistant .meta")
+    expect(meta).to_contain_text(re.compile(r"first audio \d+ ms after sending"))
 
     page.wait_for_timeout(3000)
     assert chunks_played(page) == played, "reply audio went on playing after Esc"
@@ -370,16 +595,29 @@ def test_denied_microphone_is_explained(open_page):
 
 
 def test_server_errors_and_lost_connection_are_shown(open_page, tmp_path):
-    page = open_page(microphone=False)
+    page = open_page(microphone=False, quiet=False)
+    alert = page.get_by_role("alert")
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("these bytes are not audio")
     page.locator("#file").set_input_files(not_audio)
-    expect(page.get_by_role("alert")).to_contain_text("could not read the upload as audio")
+    expect(alert).to_contain_text("Could not read the upload as audio")
+    silence = tmp_path / "silence.wav"
+    with wave.open(str(silence), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(bytes(2 * 16_000))
+    page.locator("#file").set_input_files(silence)
+    expect(alert).to_have_text("I did not hear any words. Please try again, a little closer to the microphone.")
+    expect(page.locator("#messages li.user, #messages li.assistant")).to_have_count(0)  # nothing was said
 
     page.context.set_offline(True)
-    page.get_by_label("Or type").fill("Hello?")
+    page.get_by_label("Type a message").fill("Hello?")
     page.get_by_role("button", name="Send").click()
-    expect(page.get_by_role("alert")).to_contain_text("reconnecting")
+    expect(alert).to_contain_text("reconnecting")
+    # The question was not sent: it is not left in the chat, and is back in the box.
+    expect(page.locator("#messages li.user")).to_have_count(0)
+    expect(page.get_by_label("Type a message")).to_have_value("Hello?")
     page.context.set_offline(False)
     expect(page.get_by_role("alert")).to_be_hidden(timeout=15_000)
     expect(page.get_by_role("status")).to_contain_text("Reconnected")
