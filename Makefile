@@ -48,9 +48,12 @@ presets: models
 voices: models
 	$(BIN)/voxgate models pull piper-en_US-joe-medium
 
-# ruff's rules (pyproject.toml) on all Python code, before any test runs.
+# Before any test runs: ruff's rules and format (pyproject.toml) on all Python code, and
+# mypy (with the pydantic plugin) on the package.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
 
 test: lint multilingual presets voices system-deps
 	$(BIN)/pytest

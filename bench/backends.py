@@ -42,8 +42,9 @@ def median_ms(samples: list[float]) -> float:
 
 
 def time_chat(llm, runs: int) -> dict:
-    request = ChatRequest((ChatMessage("system", Settings().system_prompt), ChatMessage("user", QUESTION)),
-                          max_tokens=60, temperature=0.0)
+    request = ChatRequest(
+        (ChatMessage("system", Settings().system_prompt), ChatMessage("user", QUESTION)), max_tokens=60, temperature=0.0
+    )
     firsts, totals, tokens = [], [], 0
     for _ in range(runs + 1):  # the first run warms caches up and is not counted
         start, first = time.perf_counter(), []
@@ -97,8 +98,7 @@ def main() -> None:
                 start = time.perf_counter()
                 heard = stt.transcribe(question)
                 samples.append(time.perf_counter() - start)
-            rows[f"STT {name}"] = {"total_ms": median_ms(samples[1:]), "heard": heard.text,
-                                   "language": heard.language}
+            rows[f"STT {name}"] = {"total_ms": median_ms(samples[1:]), "heard": heard.text, "language": heard.language}
 
     table = Table("what", "first token ms", "total ms", "notes", title=f"backends and languages, {RUNS} runs")
     for name, row in rows.items():

@@ -31,18 +31,39 @@ from rich.table import Table
 from voxgate.battery import run
 from voxgate.config import PRESETS
 
-LONG = ["Explain how a rainbow forms.", "Describe how bread is made.", "Explain why the sea is salty.",
-        "Tell me how a bicycle works.", "Explain what a volcano is.", "Describe the water cycle."]
-SHORT = ["What is the capital of France?", "How many legs does a spider have?", "What do bees make?",
-         "Who wrote Romeo and Juliet?", "What is two plus two?", "Why is the sky blue?",
-         "What is the largest planet?", "What is frozen water called?"]
+LONG = [
+    "Explain how a rainbow forms.",
+    "Describe how bread is made.",
+    "Explain why the sea is salty.",
+    "Tell me how a bicycle works.",
+    "Explain what a volcano is.",
+    "Describe the water cycle.",
+]
+SHORT = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What do bees make?",
+    "Who wrote Romeo and Juliet?",
+    "What is two plus two?",
+    "Why is the sky blue?",
+    "What is the largest planet?",
+    "What is frozen water called?",
+]
 
 
 def decode_speed(client: httpx.Client, question: str) -> float | None:
     times = []
-    with client.stream("POST", "/v1/chat/completions", json={
-            "model": "default", "temperature": 0, "max_tokens": 120, "stream": True,
-            "messages": [{"role": "user", "content": question}]}) as response:
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "default",
+            "temperature": 0,
+            "max_tokens": 120,
+            "stream": True,
+            "messages": [{"role": "user", "content": question}],
+        },
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
                 times.append(time.perf_counter())
@@ -51,8 +72,9 @@ def decode_speed(client: httpx.Client, question: str) -> float | None:
 
 
 def first_clause(client: httpx.Client, question: str) -> dict:
-    with client.stream("POST", "/v1/chat", json={"text": question, "reply_as": "voice", "stream": True,
-                                                  "temperature": 0}) as response:
+    with client.stream(
+        "POST", "/v1/chat", json={"text": question, "reply_as": "voice", "stream": True, "temperature": 0}
+    ) as response:
         if response.status_code != 200:
             return {"error": f"{response.status_code}: {response.read()[:200]!r}"}
         event = None
@@ -91,11 +113,17 @@ def bench_preset(preset: str, console: Console) -> dict:
     errors = [t["error"] for t in timings if "error" in t]
     text = [t["first_text"] for t in timings if t.get("first_text")]
     audio = [t["first_audio"] for t in timings if t.get("first_audio")]
-    return {"preset": preset, "llm": PRESETS[preset][0], "draft": PRESETS[preset][1], "battery": summary,
-            "decode_tok_s": round(statistics.median(speeds), 1) if speeds else None,
-            "first_text_ms": {"median": pct(text, 50), "p95": pct(text, 95)},
-            "first_audio_ms": {"median": pct(audio, 50), "p95": pct(audio, 95)}, "rss_mb": rss,
-            "first_clause_errors": errors}
+    return {
+        "preset": preset,
+        "llm": PRESETS[preset][0],
+        "draft": PRESETS[preset][1],
+        "battery": summary,
+        "decode_tok_s": round(statistics.median(speeds), 1) if speeds else None,
+        "first_text_ms": {"median": pct(text, 50), "p95": pct(text, 95)},
+        "first_audio_ms": {"median": pct(audio, 50), "p95": pct(audio, 95)},
+        "rss_mb": rss,
+        "first_clause_errors": errors,
+    }
 
 
 def main() -> None:
@@ -105,20 +133,35 @@ def main() -> None:
     console = Console()
     rows = [bench_preset(p, console) for p in args.presets.split(",")]
     table = Table(title="LLM presets (2-core figures are on the machine below)")
-    for column in ("preset", "right", "heard", "well-formed", "decode tok/s", "first text ms (p50/p95)",
-                   "first audio ms (p50/p95)", "RSS MB"):
+    for column in (
+        "preset",
+        "right",
+        "heard",
+        "well-formed",
+        "decode tok/s",
+        "first text ms (p50/p95)",
+        "first audio ms (p50/p95)",
+        "RSS MB",
+    ):
         table.add_column(column)
     for r in rows:
         b = r["battery"]
-        table.add_row(r["preset"], f"{b['right']}/{b['asked']}", f"{b['heard']}/{b['spoken']}",
-                      f"{b['well_formed']}/{b['asked']}", str(r["decode_tok_s"]),
-                      f"{r['first_text_ms']['median']}/{r['first_text_ms']['p95']}",
-                      f"{r['first_audio_ms']['median']}/{r['first_audio_ms']['p95']}", str(r["rss_mb"]))
+        table.add_row(
+            r["preset"],
+            f"{b['right']}/{b['asked']}",
+            f"{b['heard']}/{b['spoken']}",
+            f"{b['well_formed']}/{b['asked']}",
+            str(r["decode_tok_s"]),
+            f"{r['first_text_ms']['median']}/{r['first_text_ms']['p95']}",
+            f"{r['first_audio_ms']['median']}/{r['first_audio_ms']['p95']}",
+            str(r["rss_mb"]),
+        )
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"presets-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.write_text(json.dumps({"machine": machine(), "git": git_state(), "definition": __doc__, "rows": rows},
-                              indent=1))
+    out.write_text(
+        json.dumps({"machine": machine(), "git": git_state(), "definition": __doc__, "rows": rows}, indent=1)
+    )
     console.print(f"results: {out}  machine: {machine()}")
 
 

@@ -69,11 +69,21 @@ STAGGER = 0.7  # s between the four sessions' first questions
 SESSION_START = {"type": "session.start", "reply_as": "voice", "input_format": "pcm16", "sample_rate": RATE}
 
 QUESTIONS = [
-    "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",
-    "How many days are in a week?", "What is the largest planet?", "Who wrote Romeo and Juliet?",
-    "What is the boiling point of water?", "How many continents are there?", "What is the capital of Japan?",
-    "What do bees make?", "How many hours are in a day?", "What is the opposite of hot?",
-    "What animal says moo?", "What is the tallest mountain?", "How many wheels does a bicycle have?",
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What color is the sky?",
+    "How many days are in a week?",
+    "What is the largest planet?",
+    "Who wrote Romeo and Juliet?",
+    "What is the boiling point of water?",
+    "How many continents are there?",
+    "What is the capital of Japan?",
+    "What do bees make?",
+    "How many hours are in a day?",
+    "What is the opposite of hot?",
+    "What animal says moo?",
+    "What is the tallest mountain?",
+    "How many wheels does a bicycle have?",
     "What is frozen water called?",
 ]
 PAUSE_PARTS = ("What is the capital of", "France?")
@@ -85,38 +95,45 @@ BACKCHANNELS = ("Mm-hmm.", "Okay.")
 
 DEFINITIONS = {
     "ttfa_ms": "time to first audio: from sending the 20 ms frame that holds the question's last voiced sample "
-               "(Piper audio trimmed by energy, -35 dB below its loudest 10 ms) to the arrival of the first "
-               "`audio` message after the question's first voiced sample; negative if the server answered "
-               "before the user finished",
+    "(Piper audio trimmed by energy, -35 dB below its loudest 10 ms) to the arrival of the first "
+    "`audio` message after the question's first voiced sample; negative if the server answered "
+    "before the user finished",
     "timings": "the server's own `done.timings` (ms), recorded as sent; stage medians over the turns that have them",
     "p95": "95th percentile, linear interpolation between samples (numpy default); with few samples it is "
-           "close to the maximum",
+    "close to the maximum",
     "error": "an `error` message, a closed socket, or no `done`/`interrupted` within 60 s of the question's end, "
-             "or a turn that ended without any audio",
+    "or a turn that ended without any audio",
     "busy_ratio": "four_busy p95 TTFA / four p95 TTFA (and the same for p50)",
     "cut": "pause case: a `transcript` or `speech.stopped` arrived before the question's last voiced sample was "
-           "sent, or the first transcript lacks 'france'",
+    "sent, or the first transcript lacks 'france'",
     "echo_outcome": "echo case: `interrupted` (the reply stopped itself), `done` (played to the end) or "
-                    f"`still_playing` (neither within {ECHO_CAP:.0f} s of the first audio; then cancelled)",
+    f"`still_playing` (neither within {ECHO_CAP:.0f} s of the first audio; then cancelled)",
     "openai_ttfa_ms": "openai case: ttfa_ms with the OpenAI protocol's events (`response.output_audio.delta` for "
-                      "`audio`, `response.done` for `done`), same questions and microphone as `single`",
+    "`audio`, `response.done` for `done`), same questions and microphone as `single`",
     "paused_ms": "interrupt case: from sending the frame with the interruption's first voiced sample to the "
-                 "arrival of `output.paused` (the client stops playback there; the target's measure)",
+    "arrival of `output.paused` (the client stops playback there; the target's measure)",
     "stop_ms": "interrupt case: from sending the frame with the interruption's first voiced sample to the "
-               "arrival of `interrupted` (generation and synthesis stopped, the trimmed reply stored)",
+    "arrival of `interrupted` (generation and synthesis stopped, the trimmed reply stored)",
     "last_audio_ms": "interrupt case: from the interruption's first voiced sample to the arrival of the last "
-                     "`audio` message of the interrupted reply (null: none arrived after the user began)",
+    "`audio` message of the interrupted reply (null: none arrived after the user began)",
     "backchannel_interrupted": f"`interrupted` arrived within {BACKCHANNEL_WINDOW:.0f} s after the "
-                               "acknowledgement's speech ended",
+    "acknowledgement's speech ended",
     "event times": "raw samples list every server message as [ms since the session's socket opened, type, detail]",
 }
 TARGETS = {
-    "single_median_ms": 900, "single_p95_ms": 1200, "four_p95_ms": 2000, "four_errors": 0,
-    "busy_ratio": 2.0, "pause_cut": False, "echo_interrupted": False, "interrupt_stop_ms": 300,
+    "single_median_ms": 900,
+    "single_p95_ms": 1200,
+    "four_p95_ms": 2000,
+    "four_errors": 0,
+    "busy_ratio": 2.0,
+    "pause_cut": False,
+    "echo_interrupted": False,
+    "interrupt_stop_ms": 300,
 }
 
 
 # Speech.
+
 
 @dataclass
 class Clip:
@@ -136,7 +153,7 @@ def voiced_part(samples: np.ndarray) -> np.ndarray:
     win = RATE // 100
     rms = np.sqrt(np.mean(samples[: len(samples) // win * win].reshape(-1, win) ** 2, axis=1))
     voiced = np.flatnonzero(rms > max(rms.max() * 10 ** (-35 / 20), 1e-4))
-    return samples[voiced[0] * win:(voiced[-1] + 1) * win]
+    return samples[voiced[0] * win : (voiced[-1] + 1) * win]
 
 
 def clip(text: str, parts: list[np.ndarray], lead_in: int = LEAD_IN, gap_ms: int = 0) -> Clip:
@@ -166,16 +183,19 @@ def synthesize(console: Console) -> dict:
         return voiced_part(audio.resample(pcm, tts.sample_rate, RATE))
 
     with console.status("speaking the questions with Piper"):
-        clips = {"questions": [clip(q, [say(q)]) for q in QUESTIONS],
-                 "pause": clip(" ".join(PAUSE_PARTS), [say(p) for p in PAUSE_PARTS], gap_ms=PAUSE_MS),
-                 "echo": clip(ECHO_QUESTION, [say(ECHO_QUESTION)]),
-                 "story": clip(STORY, [say(STORY)]),
-                 "interruption": clip(INTERRUPTION, [say(INTERRUPTION)], lead_in=0),
-                 "backchannels": [clip(b, [say(b)], lead_in=0) for b in BACKCHANNELS]}
+        clips = {
+            "questions": [clip(q, [say(q)]) for q in QUESTIONS],
+            "pause": clip(" ".join(PAUSE_PARTS), [say(p) for p in PAUSE_PARTS], gap_ms=PAUSE_MS),
+            "echo": clip(ECHO_QUESTION, [say(ECHO_QUESTION)]),
+            "story": clip(STORY, [say(STORY)]),
+            "interruption": clip(INTERRUPTION, [say(INTERRUPTION)], lead_in=0),
+            "backchannels": [clip(b, [say(b)], lead_in=0) for b in BACKCHANNELS],
+        }
     return clips
 
 
 # The server.
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -190,14 +210,19 @@ def serve(workdir: Path, console: Console, **settings: str):
     port = free_port()
     overrides = {"VOXGATE_AUTH": "on", "VOXGATE_DATA_DIR": str(workdir), "VOXGATE_TEMPERATURE": "0", **settings}
     env = {**os.environ, **overrides, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "400"}
-    added = subprocess.run([sys.executable, "-m", "voxgate", "users", "add", "bench"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    added = subprocess.run(
+        [sys.executable, "-m", "voxgate", "users", "add", "bench"], env=env, capture_output=True, text=True, timeout=120
+    )
     found = re.search(r"API key:\s*(vg_\S+)", added.stdout + added.stderr)
     if added.returncode or not found:
         raise RuntimeError(f"`voxgate users add` failed:\n{added.stdout}\n{added.stderr}")
     log = workdir / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port", str(port)], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxgate", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with console.status("waiting for the server to load its models"):
@@ -242,6 +267,7 @@ def server_log_problems(workdir: Path) -> list[str]:
 
 # A client: a microphone that never stops, and a receiver that timestamps every message.
 
+
 @dataclass
 class Said:
     """When each marked sample of an utterance went out (time.monotonic())."""
@@ -276,7 +302,7 @@ class Microphone:
         while filled < FRAME and self.queue:
             said = self.queue[0]
             n = min(FRAME - filled, len(said.clip.pcm) - said.pos)
-            frame[filled:filled + n] = said.clip.pcm[said.pos:said.pos + n]
+            frame[filled : filled + n] = said.clip.pcm[said.pos : said.pos + n]
             spans.append((said, said.pos, said.pos + n))
             said.pos += n
             filled += n
@@ -310,8 +336,12 @@ class Microphone:
 class Session:
     """One /v1/realtime socket: its microphone, and every message it received with its arrival time."""
 
-    def __init__(self, ws: ClientConnection, encode: Callable[[bytes], bytes | str] = bytes,
-                 translate: Callable[[dict], dict | None] | None = None):
+    def __init__(
+        self,
+        ws: ClientConnection,
+        encode: Callable[[bytes], bytes | str] = bytes,
+        translate: Callable[[dict], dict | None] | None = None,
+    ):
         self.ws = ws
         self.mic = Microphone(ws, encode)
         self.translate = translate  # another protocol's events as voxgate's (None: not needed)
@@ -407,8 +437,14 @@ def _detail(m: dict):
 
 @contextlib.asynccontextmanager
 async def session(url: str, key: str, start: dict):
-    async with connect(f"{url.replace('http', 'ws', 1)}/v1/realtime", subprotocols=["voxgate", f"bearer.{key}"],
-                       open_timeout=15, close_timeout=3, ping_interval=None, max_size=64 * 2**20) as ws:
+    async with connect(
+        f"{url.replace('http', 'ws', 1)}/v1/realtime",
+        subprotocols=["voxgate", f"bearer.{key}"],
+        open_timeout=15,
+        close_timeout=3,
+        ping_interval=None,
+        max_size=64 * 2**20,
+    ) as ws:
         await ws.send(json.dumps(start))
         ready = json.loads(await asyncio.wait_for(ws.recv(), timeout=15))
         if ready.get("type") != "session.ready":
@@ -423,14 +459,25 @@ async def session(url: str, key: str, start: dict):
 async def openai_session(url: str, key: str, start: dict):
     """A session in the OpenAI Realtime protocol, set up like `session`'s default: smart turn
     detection (semantic_vad), 16 kHz pcm16 in, spoken replies."""
-    async with connect(f"{url.replace('http', 'ws', 1)}/v1/realtime?model=default",
-                       additional_headers={"Authorization": f"Bearer {key}"},
-                       open_timeout=15, close_timeout=3, ping_interval=None, max_size=64 * 2**20) as ws:
-        update = {"type": "realtime", "output_modalities": ["audio"],
-                  "audio": {"input": {"format": {"type": "audio/pcm", "rate": RATE},
-                                      "turn_detection": {"type": "semantic_vad"}}}}
-        for expected, reply in (("session.created", None), ("session.updated", {"type": "session.update",
-                                                                                 "session": update})):
+    async with connect(
+        f"{url.replace('http', 'ws', 1)}/v1/realtime?model=default",
+        additional_headers={"Authorization": f"Bearer {key}"},
+        open_timeout=15,
+        close_timeout=3,
+        ping_interval=None,
+        max_size=64 * 2**20,
+    ) as ws:
+        update = {
+            "type": "realtime",
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {"format": {"type": "audio/pcm", "rate": RATE}, "turn_detection": {"type": "semantic_vad"}}
+            },
+        }
+        for expected, reply in (
+            ("session.created", None),
+            ("session.updated", {"type": "session.update", "session": update}),
+        ):
             if reply:
                 await ws.send(json.dumps(reply))
             event = json.loads(await asyncio.wait_for(ws.recv(), timeout=15))
@@ -456,8 +503,10 @@ def from_openai(event: dict) -> dict | None:
         case "response.done":
             response = event["response"]
             parts = [part for item in response["output"] for part in item["content"]]
-            return {"type": "done" if response["status"] == "completed" else "interrupted",
-                    "reply": " ".join(part.get("transcript") or part.get("text") or "" for part in parts)}
+            return {
+                "type": "done" if response["status"] == "completed" else "interrupted",
+                "reply": " ".join(part.get("transcript") or part.get("text") or "" for part in parts),
+            }
         case "error":
             return {"type": "error", "error": event["error"]}
     return None
@@ -510,12 +559,20 @@ async def ask(s: Session, question: Clip) -> dict:
     early = _between(s, since, ("transcript", "speech.stopped"), 0, end or float("inf"))
     transcripts = [m.get("text") for _, m in _between(s, since, ("transcript",), 0)]
     ttfa = round((audios[0][0] - end) * 1000, 1) if audios and end else None
-    return {"question": question.text, "status": status, "ttfa_ms": ttfa,
-            "error": s.closed if status == "closed" else (final or {}).get("error") if status == "error" else None,
-            "transcripts": transcripts, "started_before_end": bool(early),
-            "reply": (final or {}).get("reply"), "timings": (final or {}).get("timings"),
-            "audio_messages": len(audios), "voiced_start_ms": s.ms(start), "voiced_end_ms": s.ms(end),
-            "events": s.log(since)}
+    return {
+        "question": question.text,
+        "status": status,
+        "ttfa_ms": ttfa,
+        "error": s.closed if status == "closed" else (final or {}).get("error") if status == "error" else None,
+        "transcripts": transcripts,
+        "started_before_end": bool(early),
+        "reply": (final or {}).get("reply"),
+        "timings": (final or {}).get("timings"),
+        "audio_messages": len(audios),
+        "voiced_start_ms": s.ms(start),
+        "voiced_end_ms": s.ms(end),
+        "events": s.log(since),
+    }
 
 
 def failed(sample: dict) -> bool:
@@ -524,14 +581,22 @@ def failed(sample: dict) -> bool:
 
 # Statistics.
 
+
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
 def ttfa_summary(samples: list[dict]) -> dict:
     ok = [s["ttfa_ms"] for s in samples if not failed(s)]
-    return {"n": len(samples), "ok": len(ok), "errors": len(samples) - len(ok), "median": pct(ok, 50),
-            "p95": pct(ok, 95), "min": min(ok, default=None), "max": max(ok, default=None)}
+    return {
+        "n": len(samples),
+        "ok": len(ok),
+        "errors": len(samples) - len(ok),
+        "median": pct(ok, 50),
+        "p95": pct(ok, 95),
+        "min": min(ok, default=None),
+        "max": max(ok, default=None),
+    }
 
 
 def stage_medians(samples: list[dict]) -> dict:
@@ -544,6 +609,7 @@ def stage_medians(samples: list[dict]) -> dict:
 
 
 # Cases.
+
 
 @dataclass
 class Bench:
@@ -565,9 +631,11 @@ async def guarded(coro, seconds: float, what: dict) -> dict:
 
 async def warm_up(b: Bench) -> dict:
     """One turn on its own session: the first realtime turn loads and fills caches."""
+
     async def run():
         async with session(b.url, b.key, b.start) as s:
             return await ask(s, b.clips["questions"][-1])
+
     return await guarded(run(), 120, {"question": b.clips["questions"][-1].text})
 
 
@@ -579,18 +647,23 @@ async def case_single(b: Bench, opener=session, label: str = "single") -> dict:
         samples = []
         async with opener(b.url, b.key, b.start) as s:
             for i in range(turns):
-                sample = await guarded(ask(s, questions[i % len(questions)]), 120,
-                                     {"question": questions[i % len(questions)].text})
+                sample = await guarded(
+                    ask(s, questions[i % len(questions)]), 120, {"question": questions[i % len(questions)].text}
+                )
                 samples.append(sample)
-                b.console.print(f"  {label} {i + 1}/{turns}: {sample['status']} ttfa={sample['ttfa_ms']} ms "
-                                f"heard={sample.get('transcripts')}")
+                b.console.print(
+                    f"  {label} {i + 1}/{turns}: {sample['status']} ttfa={sample['ttfa_ms']} ms "
+                    f"heard={sample.get('transcripts')}"
+                )
                 if s.closed:
                     break
         return samples
 
     samples = await run()
-    return {"summary": {"ttfa_ms": ttfa_summary(samples), "stage_median_ms": stage_medians(samples)},
-            "samples": samples}
+    return {
+        "summary": {"ttfa_ms": ttfa_summary(samples), "stage_median_ms": stage_medians(samples)},
+        "samples": samples,
+    }
 
 
 async def case_four(b: Bench, label: str = "four") -> dict:
@@ -653,11 +726,15 @@ async def case_pause(b: Bench) -> dict:
     for i in range(repeats):
         sample = await guarded(run(), 120, {"question": question.text, "cut": None})
         samples.append(sample)
-        b.console.print(f"  pause {i + 1}/{repeats}: cut={sample.get('cut')} ttfa={sample['ttfa_ms']} ms "
-                        f"heard={sample.get('transcripts')}")
+        b.console.print(
+            f"  pause {i + 1}/{repeats}: cut={sample.get('cut')} ttfa={sample['ttfa_ms']} ms "
+            f"heard={sample.get('transcripts')}"
+        )
     ok = [s["ttfa_ms"] for s in samples if not failed(s)]
-    return {"summary": {"cut": [s.get("cut") for s in samples], "ttfa_ms": {"median": pct(ok, 50), "values": ok}},
-            "samples": samples}
+    return {
+        "summary": {"cut": [s.get("cut") for s in samples], "ttfa_ms": {"median": pct(ok, 50), "values": ok}},
+        "samples": samples,
+    }
 
 
 async def case_echo(b: Bench) -> dict:
@@ -673,8 +750,12 @@ async def case_echo(b: Bench) -> dict:
             sample = {"question": question.text, "voiced_end_ms": s.ms(said.at.get("voiced_end"))}
             if first is None or first[1]["type"] == "error":
                 await s.cancel()
-                return {**sample, "outcome": "no reply", "error": s.closed or (first or [0, {}])[1].get("error"),
-                        "events": s.log()}
+                return {
+                    **sample,
+                    "outcome": "no reply",
+                    "error": s.closed or (first or [0, {}])[1].get("error"),
+                    "events": s.log(),
+                }
             end = await s.wait_for(lambda t, m: m["type"] in ("interrupted", "done"), first[0] + ECHO_CAP)
             outcome = end[1]["type"] if end else "still_playing"
             s.playback = False
@@ -682,23 +763,36 @@ async def case_echo(b: Bench) -> dict:
             if outcome != "done":
                 await s.cancel()
             after = [m.get("text") for _, m in _between(s, 0, ("transcript",), first[0])]
-            return {**sample, "outcome": outcome, "first_audio_ms": s.ms(first[0]),
-                    "outcome_ms": s.ms(end[0]) if end else None,
-                    "echo_seconds_played": round(s.mic.echo_played / RATE, 2),
-                    "speech_started_during_reply": len(_between(s, 0, ("speech.started",), first[0])),
-                    "paused_during_reply": len(_between(s, 0, ("output.paused",), first[0])),
-                    "transcripts_during_reply": after, "reply": (end or [0, {}])[1].get("reply"),
-                    "error": (end or [0, {}])[1].get("error"), "events": s.log()}
+            return {
+                **sample,
+                "outcome": outcome,
+                "first_audio_ms": s.ms(first[0]),
+                "outcome_ms": s.ms(end[0]) if end else None,
+                "echo_seconds_played": round(s.mic.echo_played / RATE, 2),
+                "speech_started_during_reply": len(_between(s, 0, ("speech.started",), first[0])),
+                "paused_during_reply": len(_between(s, 0, ("output.paused",), first[0])),
+                "transcripts_during_reply": after,
+                "reply": (end or [0, {}])[1].get("reply"),
+                "error": (end or [0, {}])[1].get("error"),
+                "events": s.log(),
+            }
 
     samples = []
     for i in range(repeats):
         sample = await guarded(run(), ANSWER_TIMEOUT + ECHO_CAP + 30, {"question": question.text, "outcome": "failed"})
         samples.append(sample)
-        b.console.print(f"  echo {i + 1}/{repeats}: {sample.get('outcome')} after "
-                        f"{sample.get('echo_seconds_played')} s of echo {sample.get('error') or ''}")
-    return {"summary": {"outcomes": [s.get("outcome") for s in samples],
-                        "paused": [s.get("paused_during_reply") for s in samples],
-                        "interrupted": sum(s.get("outcome") == "interrupted" for s in samples)}, "samples": samples}
+        b.console.print(
+            f"  echo {i + 1}/{repeats}: {sample.get('outcome')} after "
+            f"{sample.get('echo_seconds_played')} s of echo {sample.get('error') or ''}"
+        )
+    return {
+        "summary": {
+            "outcomes": [s.get("outcome") for s in samples],
+            "paused": [s.get("paused_during_reply") for s in samples],
+            "interrupted": sum(s.get("outcome") == "interrupted" for s in samples),
+        },
+        "samples": samples,
+    }
 
 
 async def talk_over(b: Bench, words: Clip, window: float) -> dict:
@@ -711,25 +805,35 @@ async def talk_over(b: Bench, words: Clip, window: float) -> dict:
         sample = {"said": words.text}
         if first is None or first[1]["type"] == "error":
             await s.cancel()
-            return {**sample, "outcome": "no reply", "error": s.closed or (first or [0, {}])[1].get("error"),
-                    "events": s.log()}
+            return {
+                **sample,
+                "outcome": "no reply",
+                "error": s.closed or (first or [0, {}])[1].get("error"),
+                "events": s.log(),
+            }
         await asyncio.sleep(1.0)
         if _between(s, 0, ("done", "interrupted"), first[0]):
             return {**sample, "outcome": "reply ended before the user spoke", "events": s.log()}
         said = s.mic.say(words)
-        end = await s.wait_for(lambda t, m: m["type"] in ("interrupted", "done"),
-                               time.monotonic() + words.voiced_seconds + window)
+        end = await s.wait_for(
+            lambda t, m: m["type"] in ("interrupted", "done"), time.monotonic() + words.voiced_seconds + window
+        )
         begin = said.at.get("voiced_start")
         outcome = end[1]["type"] if end else "still_playing"
         old_audio = _between(s, 0, ("audio",), begin or float("inf"), end[0] if end else float("inf"))
         paused = _between(s, 0, ("output.paused",), begin or float("inf"))
-        result = {**sample, "outcome": outcome, "first_audio_ms": s.ms(first[0]),
-                  "voiced_start_ms": s.ms(begin),
-                  "paused_ms": round((paused[0][0] - begin) * 1000, 1) if paused else None,
-                  "resumed": bool(_between(s, 0, ("output.resumed",), begin or float("inf"))),
-                  "stop_ms": round((end[0] - begin) * 1000, 1) if end and outcome == "interrupted" and begin else None,
-                  "last_audio_ms": round((old_audio[-1][0] - begin) * 1000, 1) if old_audio else None,
-                  "audio_messages_after_user_began": len(old_audio), "error": (end or [0, {}])[1].get("error")}
+        result = {
+            **sample,
+            "outcome": outcome,
+            "first_audio_ms": s.ms(first[0]),
+            "voiced_start_ms": s.ms(begin),
+            "paused_ms": round((paused[0][0] - begin) * 1000, 1) if paused else None,
+            "resumed": bool(_between(s, 0, ("output.resumed",), begin or float("inf"))),
+            "stop_ms": round((end[0] - begin) * 1000, 1) if end and outcome == "interrupted" and begin else None,
+            "last_audio_ms": round((old_audio[-1][0] - begin) * 1000, 1) if old_audio else None,
+            "audio_messages_after_user_began": len(old_audio),
+            "error": (end or [0, {}])[1].get("error"),
+        }
         if outcome == "interrupted":
             await asyncio.sleep(1.0)  # anything still arriving from the stopped reply is a late stop
         await s.cancel()
@@ -743,18 +847,31 @@ async def case_interrupt(b: Bench) -> dict:
     repeats = 1 if b.quick else 3
     samples = []
     for i in range(repeats):
-        sample = await guarded(talk_over(b, b.clips["interruption"], BARGE_WINDOW), ANSWER_TIMEOUT + 40,
-                               {"said": INTERRUPTION, "outcome": "failed"})
+        sample = await guarded(
+            talk_over(b, b.clips["interruption"], BARGE_WINDOW),
+            ANSWER_TIMEOUT + 40,
+            {"said": INTERRUPTION, "outcome": "failed"},
+        )
         samples.append(sample)
-        b.console.print(f"  interrupt {i + 1}/{repeats}: {sample.get('outcome')} paused={sample.get('paused_ms')} ms "
-                        f"stop={sample.get('stop_ms')} ms last audio={sample.get('last_audio_ms')} ms "
-                        f"{sample.get('error') or ''}")
+        b.console.print(
+            f"  interrupt {i + 1}/{repeats}: {sample.get('outcome')} paused={sample.get('paused_ms')} ms "
+            f"stop={sample.get('stop_ms')} ms last audio={sample.get('last_audio_ms')} ms "
+            f"{sample.get('error') or ''}"
+        )
     stops = [s["stop_ms"] for s in samples if s.get("stop_ms") is not None]
     pauses = [s["paused_ms"] for s in samples if s.get("paused_ms") is not None]
     lasts = [s["last_audio_ms"] for s in samples if s.get("last_audio_ms") is not None]
-    return {"summary": {"outcomes": [s.get("outcome") for s in samples], "stop_ms_median": pct(stops, 50),
-                        "paused_ms_median": pct(pauses, 50), "paused_ms": pauses,
-                        "last_audio_ms_median": pct(lasts, 50), "stop_ms": stops}, "samples": samples}
+    return {
+        "summary": {
+            "outcomes": [s.get("outcome") for s in samples],
+            "stop_ms_median": pct(stops, 50),
+            "paused_ms_median": pct(pauses, 50),
+            "paused_ms": pauses,
+            "last_audio_ms_median": pct(lasts, 50),
+            "stop_ms": stops,
+        },
+        "samples": samples,
+    }
 
 
 async def case_backchannel(b: Bench) -> dict:
@@ -762,16 +879,25 @@ async def case_backchannel(b: Bench) -> dict:
     samples = []
     for i in range(repeats):
         words = b.clips["backchannels"][i % len(BACKCHANNELS)]
-        sample = await guarded(talk_over(b, words, BACKCHANNEL_WINDOW), ANSWER_TIMEOUT + 40,
-                               {"said": words.text, "outcome": "failed"})
+        sample = await guarded(
+            talk_over(b, words, BACKCHANNEL_WINDOW), ANSWER_TIMEOUT + 40, {"said": words.text, "outcome": "failed"}
+        )
         sample["interrupted"] = sample.get("outcome") == "interrupted"
         samples.append(sample)
-        b.console.print(f"  backchannel {i + 1}/{repeats} ({words.text}): {sample.get('outcome')} "
-                        f"paused={sample.get('paused_ms')} ms resumed={sample.get('resumed')} "
-                        f"{sample.get('error') or ''}")
-    return {"summary": {"outcomes": _group(samples), "resumed": sum(s.get("resumed", False) for s in samples),
-                        "interrupted": sum(s["interrupted"] for s in samples), "n": len(samples)},
-            "samples": samples}
+        b.console.print(
+            f"  backchannel {i + 1}/{repeats} ({words.text}): {sample.get('outcome')} "
+            f"paused={sample.get('paused_ms')} ms resumed={sample.get('resumed')} "
+            f"{sample.get('error') or ''}"
+        )
+    return {
+        "summary": {
+            "outcomes": _group(samples),
+            "resumed": sum(s.get("resumed", False) for s in samples),
+            "interrupted": sum(s["interrupted"] for s in samples),
+            "n": len(samples),
+        },
+        "samples": samples,
+    }
 
 
 def _group(samples: list[dict]) -> dict:
@@ -787,10 +913,16 @@ CASES = ("single", "openai", "four", "four_busy", "pause", "echo", "interrupt", 
 async def run_cases(b: Bench, cases: list[str]) -> dict:
     results: dict = {"warm_up": await warm_up(b)}
     b.console.print(f"warm-up: {results['warm_up']['status']} ttfa={results['warm_up']['ttfa_ms']} ms")
-    runners = {"single": case_single, "four": case_four, "pause": case_pause, "echo": case_echo,
-               "interrupt": case_interrupt, "backchannel": case_backchannel,
-               "four_busy": lambda b: case_four_busy(b, results.get("four")),
-               "openai": lambda b: case_single(b, openai_session, "openai")}
+    runners = {
+        "single": case_single,
+        "four": case_four,
+        "pause": case_pause,
+        "echo": case_echo,
+        "interrupt": case_interrupt,
+        "backchannel": case_backchannel,
+        "four_busy": lambda b: case_four_busy(b, results.get("four")),
+        "openai": lambda b: case_single(b, openai_session, "openai"),
+    }
     for name in cases:
         b.console.rule(name)
         started = time.monotonic()
@@ -805,15 +937,20 @@ async def run_cases(b: Bench, cases: list[str]) -> dict:
 
 # Report.
 
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
     mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
-            "cpu_model": model.group(1).strip() if model else platform.processor(),
-            "ram_gb": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-            "platform": platform.platform(), "python": platform.python_version()}
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else platform.processor(),
+        "ram_gb": round(int(mem.group(1)) / 2**20, 1) if mem else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def server_settings(overrides: dict) -> dict:
@@ -831,10 +968,12 @@ def server_settings(overrides: dict) -> dict:
 def git_state() -> dict:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     return {"commit": git("rev-parse", "HEAD"), "uncommitted": git("status", "--porcelain", "--", "src").splitlines()}
 
 
@@ -864,10 +1003,22 @@ def show(results: dict, console: Console) -> dict:
 
     if results.get("single", {}).get("summary"):
         s = results["single"]["summary"]["ttfa_ms"]
-        row("single", f"TTFA median ({s['ok']}/{s['n']} turns)", fmt(s["median"]), "≤ 900 ms", "single_median",
-            None if s["median"] is None else s["median"] <= TARGETS["single_median_ms"])
-        row("", "TTFA p95", fmt(s["p95"]), "≤ 1200 ms", "single_p95",
-            None if s["p95"] is None else s["p95"] <= TARGETS["single_p95_ms"])
+        row(
+            "single",
+            f"TTFA median ({s['ok']}/{s['n']} turns)",
+            fmt(s["median"]),
+            "≤ 900 ms",
+            "single_median",
+            None if s["median"] is None else s["median"] <= TARGETS["single_median_ms"],
+        )
+        row(
+            "",
+            "TTFA p95",
+            fmt(s["p95"]),
+            "≤ 1200 ms",
+            "single_p95",
+            None if s["p95"] is None else s["p95"] <= TARGETS["single_p95_ms"],
+        )
         row("", "TTFA min / max", f"{fmt(s['min'])} / {fmt(s['max'])}")
         row("", "errors", fmt(s["errors"], ""))
         stages = results["single"]["summary"]["stage_median_ms"]
@@ -876,8 +1027,9 @@ def show(results: dict, console: Console) -> dict:
     if results.get("openai", {}).get("summary"):
         s = results["openai"]["summary"]["ttfa_ms"]
         native = (results.get("single", {}).get("summary") or {}).get("ttfa_ms", {})
-        row("openai", f"TTFA median ({s['ok']}/{s['n']} turns)", fmt(s["median"]),
-            f"single {fmt(native.get('median'))}")
+        row(
+            "openai", f"TTFA median ({s['ok']}/{s['n']} turns)", fmt(s["median"]), f"single {fmt(native.get('median'))}"
+        )
         row("", "TTFA p95", fmt(s["p95"]), f"single {fmt(native.get('p95'))}")
         row("", "errors", fmt(s["errors"], ""))
     for name in ("four", "four_busy"):
@@ -885,40 +1037,76 @@ def show(results: dict, console: Console) -> dict:
             continue
         s = results[name]["summary"]["ttfa_ms"]
         row(name, f"TTFA p50 ({s['ok']}/{s['n']} turns)", fmt(s["median"]))
-        row("", "TTFA p95", fmt(s["p95"]), "≤ 2000 ms" if name == "four" else "",
+        row(
+            "",
+            "TTFA p95",
+            fmt(s["p95"]),
+            "≤ 2000 ms" if name == "four" else "",
             "four_p95" if name == "four" else None,
-            None if s["p95"] is None else s["p95"] <= TARGETS["four_p95_ms"])
+            None if s["p95"] is None else s["p95"] <= TARGETS["four_p95_ms"],
+        )
         row("", "TTFA max", fmt(s["max"]))
         row("", "errors", fmt(s["errors"], ""), "0", f"{name}_errors", s["errors"] == 0)
         if name == "four_busy":
             ratio = results[name]["summary"].get("ratio_to_four")
             if ratio:
-                row("", "p95 / four p95 (p50 ratio)", f"{fmt(ratio['p95'], '×', 2)} ({fmt(ratio['median'], '×', 2)})",
-                    "≤ 2×", "busy_ratio", None if ratio["p95"] is None else ratio["p95"] <= TARGETS["busy_ratio"])
+                row(
+                    "",
+                    "p95 / four p95 (p50 ratio)",
+                    f"{fmt(ratio['p95'], '×', 2)} ({fmt(ratio['median'], '×', 2)})",
+                    "≤ 2×",
+                    "busy_ratio",
+                    None if ratio["p95"] is None else ratio["p95"] <= TARGETS["busy_ratio"],
+                )
             else:
                 row("", "ratio to four", "— (run `four` too)")
     if results.get("pause", {}).get("summary"):
         s = results["pause"]["summary"]
         cuts = s["cut"]
-        row("pause", f"cut by a {PAUSE_MS} ms pause", ", ".join(map(str, cuts)), "not cut", "pause_cut",
-            None if None in cuts else not any(cuts))
+        row(
+            "pause",
+            f"cut by a {PAUSE_MS} ms pause",
+            ", ".join(map(str, cuts)),
+            "not cut",
+            "pause_cut",
+            None if None in cuts else not any(cuts),
+        )
         row("", "TTFA after the real end", fmt(s["ttfa_ms"]["median"]))
     if results.get("echo", {}).get("summary"):
         s = results["echo"]["summary"]
-        row("echo", "outcomes (-12 dB playback)", ", ".join(map(str, s["outcomes"])), "none interrupted",
-            "echo", not s["interrupted"] and "failed" not in s["outcomes"] and "no reply" not in s["outcomes"])
+        row(
+            "echo",
+            "outcomes (-12 dB playback)",
+            ", ".join(map(str, s["outcomes"])),
+            "none interrupted",
+            "echo",
+            not s["interrupted"] and "failed" not in s["outcomes"] and "no reply" not in s["outcomes"],
+        )
     if results.get("interrupt", {}).get("summary"):
         s = results["interrupt"]["summary"]
         row("interrupt", "outcomes", ", ".join(map(str, s["outcomes"])))
-        row("", "speech start → playback paused (median)", fmt(s["paused_ms_median"]), "≤ 300 ms",
-            "interrupt_stop", None if s["paused_ms_median"] is None or len(s["paused_ms"]) < len(s["outcomes"])
-            else s["paused_ms_median"] <= TARGETS["interrupt_stop_ms"])
+        row(
+            "",
+            "speech start → playback paused (median)",
+            fmt(s["paused_ms_median"]),
+            "≤ 300 ms",
+            "interrupt_stop",
+            None
+            if s["paused_ms_median"] is None or len(s["paused_ms"]) < len(s["outcomes"])
+            else s["paused_ms_median"] <= TARGETS["interrupt_stop_ms"],
+        )
         row("", "speech start → interrupted (median)", fmt(s["stop_ms_median"]))
         row("", "speech start → last reply audio (median)", fmt(s["last_audio_ms_median"]))
     if results.get("backchannel", {}).get("summary"):
         s = results["backchannel"]["summary"]
-        row("backchannel", "outcomes", "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s["outcomes"].items()),
-            "not interrupted", "backchannel", s["interrupted"] == 0)
+        row(
+            "backchannel",
+            "outcomes",
+            "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s["outcomes"].items()),
+            "not interrupted",
+            "backchannel",
+            s["interrupted"] == 0,
+        )
     for name, r in results.items():
         if isinstance(r, dict) and r.get("error") and not r.get("summary"):
             row(name, "case failed", r["error"][:80])
@@ -930,8 +1118,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--quick", action="store_true", help="fewer turns and repeats per case")
-    parser.add_argument("--session", default="{}",
-                        help="extra session.start fields as JSON, e.g. '{\"turn_detection\": \"silence\"}'")
+    parser.add_argument(
+        "--session", default="{}", help='extra session.start fields as JSON, e.g. \'{"turn_detection": "silence"}\''
+    )
     args = parser.parse_args()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if unknown := set(cases) - set(CASES):
@@ -952,18 +1141,38 @@ def main() -> None:
     report = {
         "timestamp": datetime.now(UTC).isoformat(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "quick": args.quick, "cases": cases, "seconds": round(time.monotonic() - started, 1),
+        "quick": args.quick,
+        "cases": cases,
+        "seconds": round(time.monotonic() - started, 1),
         "machine": machine() | {"loadavg": load},
         "git": git_state(),
-        "server": {"env": {k: v for k, v in env.items() if k != "VOXGATE_DATA_DIR"} | {"VOXGATE_DATA_DIR": "<temp>"},
-                   "settings": server_settings(env), "session_start": start,
-                   "client": {"frame_ms": 1000 * FRAME // RATE, "lead_in_s": LEAD_IN / RATE,
-                              "echo_gain_db": -12, "answer_timeout_s": ANSWER_TIMEOUT, "echo_cap_s": ECHO_CAP,
-                              "stagger_s": STAGGER}},
-        "questions": {c.text: round(c.voiced_seconds, 3) for c in
-                      [*clips["questions"], clips["pause"], clips["echo"], clips["story"], clips["interruption"],
-                       *clips["backchannels"]]},
-        "definitions": DEFINITIONS, "targets": TARGETS, "targets_met": met,
+        "server": {
+            "env": {k: v for k, v in env.items() if k != "VOXGATE_DATA_DIR"} | {"VOXGATE_DATA_DIR": "<temp>"},
+            "settings": server_settings(env),
+            "session_start": start,
+            "client": {
+                "frame_ms": 1000 * FRAME // RATE,
+                "lead_in_s": LEAD_IN / RATE,
+                "echo_gain_db": -12,
+                "answer_timeout_s": ANSWER_TIMEOUT,
+                "echo_cap_s": ECHO_CAP,
+                "stagger_s": STAGGER,
+            },
+        },
+        "questions": {
+            c.text: round(c.voiced_seconds, 3)
+            for c in [
+                *clips["questions"],
+                clips["pause"],
+                clips["echo"],
+                clips["story"],
+                clips["interruption"],
+                *clips["backchannels"],
+            ]
+        },
+        "definitions": DEFINITIONS,
+        "targets": TARGETS,
+        "targets_met": met,
         "server_log_problems": problems,
         "results": results,
     }

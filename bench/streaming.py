@@ -51,10 +51,15 @@ from voxgate.registry import Registry
 
 QUESTION = "What is the capital of France, and why is it famous?"
 # Six turns of history, answered by the model itself, then the measured seventh question.
-HISTORY = ["Tell me about the history of Rome.", "How did the Roman Empire fall?",
-           "What did the Romans eat every day?", "How were Roman roads built?",
-           "Which Roman emperors were the most famous, and why?", "What is left of ancient Rome today?",
-           "If I visit Rome for three days, what should I see?"]
+HISTORY = [
+    "Tell me about the history of Rome.",
+    "How did the Roman Empire fall?",
+    "What did the Romans eat every day?",
+    "How were Roman roads built?",
+    "Which Roman emperors were the most famous, and why?",
+    "What is left of ancient Rome today?",
+    "If I visit Rome for three days, what should I see?",
+]
 RESULTS = Path(__file__).parent / "results"
 CHUNK = audio.STT_SAMPLE_RATE // 10  # 100 ms of 16 kHz samples per WebSocket message, like a microphone
 TTFA_LIMIT = 2.0
@@ -76,8 +81,12 @@ def serve(workdir: Path):
         port = s.getsockname()[1]
     env = {**os.environ, "VOXGATE_AUTH": "off", "VOXGATE_DATA_DIR": str(workdir), "VOXGATE_TEMPERATURE": "0"}
     log = workdir / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port", str(port)], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxgate", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -120,7 +129,7 @@ def http_turn(client: httpx.Client, wav: bytes, stream: bool) -> dict[str, float
 async def ws_turn(url: str, pcm: np.ndarray, last_speech: int, silence_ms: int | None = None) -> dict:
     """One spoken question over /v1/realtime; each server event's arrival, from the last speech chunk sent."""
     start = {"type": "session.start", "reply_as": "voice"} | ({"silence_ms": silence_ms} if silence_ms else {})
-    chunks = [pcm[i:i + CHUNK].tobytes() for i in range(0, len(pcm), CHUNK)]
+    chunks = [pcm[i : i + CHUNK].tobytes() for i in range(0, len(pcm), CHUNK)]
     arrived: dict[str, float] = {}
     heard = {"utterances": 0, "heard": ""}
     speech_end = 0.0
@@ -165,8 +174,11 @@ async def concurrent(url: str, pcm: np.ndarray, last_speech: int, rounds: int, s
     """K sessions ask the same question at the same moment: the worst case for the shared models."""
     levels = []
     for k in range(1, 5):
-        ttfa = [turn["audio"] for _ in range(rounds)
-                for turn in await asyncio.gather(*(ws_turn(url, pcm, last_speech, silence_ms) for _ in range(k)))]
+        ttfa = [
+            turn["audio"]
+            for _ in range(rounds)
+            for turn in await asyncio.gather(*(ws_turn(url, pcm, last_speech, silence_ms) for _ in range(k)))
+        ]
         levels.append({"sessions": k, "ttfa_ms": summary(ttfa), "raw": ttfa, "ok": max(ttfa) < TTFA_LIMIT * 1000})
         if not levels[-1]["ok"]:
             break
@@ -174,8 +186,11 @@ async def concurrent(url: str, pcm: np.ndarray, last_speech: int, rounds: int, s
 
 
 def over_server(runs: int, rounds: int, silence_ms: int, console: Console, load: dict) -> dict:
-    with tempfile.TemporaryDirectory() as tmp, serve(Path(tmp)) as url, \
-            httpx.Client(base_url=url, timeout=300) as client:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve(Path(tmp)) as url,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
         speech = client.post("/v1/audio/speech", json={"input": QUESTION, "response_format": "wav"})
         wav = speech.raise_for_status().content
         samples = audio.decode(wav, max_seconds=60).samples
@@ -183,17 +198,22 @@ def over_server(runs: int, rounds: int, silence_ms: int, console: Console, load:
         # above -34 dBFS (Piper pads sentences with quiet tails that are not speech).
         pcm = np.concatenate([np.zeros(CHUNK * 5, "<i2"), (samples * 32767).astype("<i2")])
         last_speech = int(np.flatnonzero(np.abs(pcm) > 650)[-1])
-        question = {"text": QUESTION, "seconds": round(len(samples) / audio.STT_SAMPLE_RATE, 3),
-                    "speech_seconds": round((last_speech - CHUNK * 5) / audio.STT_SAMPLE_RATE, 3)}
+        question = {
+            "text": QUESTION,
+            "seconds": round(len(samples) / audio.STT_SAMPLE_RATE, 3),
+            "speech_seconds": round((last_speech - CHUNK * 5) / audio.STT_SAMPLE_RATE, 3),
+        }
         console.print(f"question: {question}")
         # Warm-up: the first realtime session loads the VAD model, the first turn fills caches.
         http_turn(client, wav, stream=False)
         asyncio.run(ws_turn(url, pcm, last_speech))
 
-        modes = {"http_buffered": lambda: http_turn(client, wav, stream=False),
-                 "http_sse": lambda: http_turn(client, wav, stream=True),
-                 "ws_silence_700": lambda: asyncio.run(ws_turn(url, pcm, last_speech)),
-                 "ws_silence_300": lambda: asyncio.run(ws_turn(url, pcm, last_speech, silence_ms=300))}
+        modes = {
+            "http_buffered": lambda: http_turn(client, wav, stream=False),
+            "http_sse": lambda: http_turn(client, wav, stream=True),
+            "ws_silence_700": lambda: asyncio.run(ws_turn(url, pcm, last_speech)),
+            "ws_silence_300": lambda: asyncio.run(ws_turn(url, pcm, last_speech, silence_ms=300)),
+        }
         raw: dict[str, list[dict]] = {mode: [] for mode in modes}
         load["ttfa"] = os.getloadavg()
         for i in range(runs):  # modes interleaved, so a change in background load hits each alike
@@ -202,8 +222,10 @@ def over_server(runs: int, rounds: int, silence_ms: int, console: Console, load:
             console.print(f"run {i + 1}/{runs}: " + "  ".join(f"{m} {r[-1]['audio']:.0f} ms" for m, r in raw.items()))
         load["concurrency"] = os.getloadavg()
         levels = asyncio.run(concurrent(url, pcm, last_speech, rounds, silence_ms))
-    ttfa = {mode: {kind: summary([r[kind] for r in rs]) for kind, v in rs[0].items() if not isinstance(v, str)}
-            for mode, rs in raw.items()}
+    ttfa = {
+        mode: {kind: summary([r[kind] for r in rs]) for kind, v in rs[0].items() if not isinstance(v, str)}
+        for mode, rs in raw.items()
+    }
     return {"question": question, "ttfa_ms": ttfa, "concurrency": levels, "raw": raw}
 
 
@@ -221,9 +243,14 @@ async def prefix_reuse(runs: int, console: Console, load: dict) -> dict:
                 result = item
             elif first is None:
                 first = time.perf_counter()
-        return {"first_token_ms": ms(first - start), "llm_ms": ms(time.perf_counter() - start), "text": result.text,
-                "prompt_tokens": result.prompt_tokens, "cached_tokens": result.cached_tokens,
-                "completion_tokens": result.completion_tokens}
+        return {
+            "first_token_ms": ms(first - start),
+            "llm_ms": ms(time.perf_counter() - start),
+            "text": result.text,
+            "prompt_tokens": result.prompt_tokens,
+            "cached_tokens": result.cached_tokens,
+            "completion_tokens": result.completion_tokens,
+        }
 
     try:
         history = [ChatMessage("system", settings.system_prompt)]
@@ -243,8 +270,12 @@ async def prefix_reuse(runs: int, console: Console, load: dict) -> dict:
         pipeline.close()
     models = {role.value: name for role, name in registry.defaults.items()}
     keys = ("prompt_tokens", "cached_tokens", "completion_tokens", "first_token_ms", "llm_ms")
-    return {"models": models, "turn": HISTORY[-1],
-            "summary": {mode: {k: summary([r[k] for r in rs]) for k in keys} for mode, rs in raw.items()}, "raw": raw}
+    return {
+        "models": models,
+        "turn": HISTORY[-1],
+        "summary": {mode: {k: summary([r[k] for r in rs]) for k in keys} for mode, rs in raw.items()},
+        "raw": raw,
+    }
 
 
 def show(report: dict, console: Console) -> None:
@@ -257,13 +288,22 @@ def show(report: dict, console: Console) -> None:
         console.print(t)
 
     q, ttfa = report["question"], report["ttfa_ms"]
-    table(f"ms from the end of speech to each event, {report['runs']} runs ({q['speech_seconds']:.2f} s question)",
-          "event", [(f"{mode} {kind}", s) for mode, kinds in ttfa.items() for kind, s in kinds.items()])
-    table(f"LLM turn 7 of a conversation, {report['runs']} runs", "metric",
-          [(f"{mode} {key}", s) for mode, keys in report["prefix_reuse"]["summary"].items() for key, s in keys.items()])
-    table(f"TTFA ms of K concurrent realtime sessions (silence_ms={report['settings']['concurrency_silence_ms']}), "
-          f"{report['rounds']} rounds", "K", [(f"{lv['sessions']}{'' if lv['ok'] else ' over limit'}", lv["ttfa_ms"])
-                                              for lv in report["concurrency"]])
+    table(
+        f"ms from the end of speech to each event, {report['runs']} runs ({q['speech_seconds']:.2f} s question)",
+        "event",
+        [(f"{mode} {kind}", s) for mode, kinds in ttfa.items() for kind, s in kinds.items()],
+    )
+    table(
+        f"LLM turn 7 of a conversation, {report['runs']} runs",
+        "metric",
+        [(f"{mode} {key}", s) for mode, keys in report["prefix_reuse"]["summary"].items() for key, s in keys.items()],
+    )
+    table(
+        f"TTFA ms of K concurrent realtime sessions (silence_ms={report['settings']['concurrency_silence_ms']}), "
+        f"{report['rounds']} rounds",
+        "K",
+        [(f"{lv['sessions']}{'' if lv['ok'] else ' over limit'}", lv["ttfa_ms"]) for lv in report["concurrency"]],
+    )
     console.print(f"largest K with max TTFA < {TTFA_LIMIT:.0f} s: {report['max_sessions_under_limit']}")
 
 
@@ -284,13 +324,26 @@ def main() -> None:
     settings = Settings()
     report = {
         "timestamp": datetime.now(UTC).isoformat(),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    # 1, 5, 15 min load before each part and at the end: other processes skew the numbers.
-                    "loadavg": load},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # 1, 5, 15 min load before each part and at the end: other processes skew the numbers.
+            "loadavg": load,
+        },
         "models": reuse.pop("models"),
-        "settings": {"threads": settings.threads, "llm_slots": settings.llm_slots, "max_tokens": settings.max_tokens,
-                     "temperature": 0.0, "chunk_ms": 100, "concurrency_silence_ms": args.silence_ms},
-        "runs": runs, "rounds": rounds, **served, "prefix_reuse": reuse,
+        "settings": {
+            "threads": settings.threads,
+            "llm_slots": settings.llm_slots,
+            "max_tokens": settings.max_tokens,
+            "temperature": 0.0,
+            "chunk_ms": 100,
+            "concurrency_silence_ms": args.silence_ms,
+        },
+        "runs": runs,
+        "rounds": rounds,
+        **served,
+        "prefix_reuse": reuse,
         "max_sessions_under_limit": max([lv["sessions"] for lv in served["concurrency"] if lv["ok"]], default=0),
     }
     show(report, console)

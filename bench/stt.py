@@ -31,9 +31,12 @@ from voxgate.engines.piper import PiperTTS
 from voxgate.engines.whisper import WhisperSTT
 
 MODELS = VOICE.parent.parent
-LONGER = ["Tell me a long story about a dragon and a knight.", "Why is the sky blue? Explain it in a few sentences.",
-          "My name is Ada and I live in a small town near the sea. What should I cook tonight with fish, lemons "
-          "and rice?", "Stop. What is two plus two?"]
+LONGER = [
+    "Tell me a long story about a dragon and a knight.",
+    "Why is the sky blue? Explain it in a few sentences.",
+    "My name is Ada and I live in a small town near the sea. What should I cook tonight with fish, lemons and rice?",
+    "Stop. What is two plus two?",
+]
 NUMBERS = {"two": "2", "four": "4"}
 
 
@@ -66,8 +69,12 @@ def main() -> None:
         stt = WhisperSTT(name, MODELS / name, workers=1)
         stt.warm_up()
         paths = {
-            "window_30s": lambda c, stt=stt: " ".join(s.text.strip() for s in stt._model.transcribe(
-                c, language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)[0]),
+            "window_30s": lambda c, stt=stt: " ".join(
+                s.text.strip()
+                for s in stt._model.transcribe(
+                    c, language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False
+                )[0]
+            ),
             "fitted": lambda c, stt=stt: stt.transcribe(c).text,
         }
         for path, transcribe in paths.items():
@@ -81,22 +88,44 @@ def main() -> None:
                 errors, total, exact = errors + e, total + n, exact + (e == 0)
                 if e:
                     misheard.append({"said": text, "heard": heard})
-            rows.append({"model": name, "path": path, "wer_percent": round(100 * errors / total, 1),
-                         "exact": exact, "clips": len(texts), "median_ms": round(statistics.median(times)),
-                         "p95_ms": round(float(np.percentile(times, 95))), "misheard": misheard})
+            rows.append(
+                {
+                    "model": name,
+                    "path": path,
+                    "wer_percent": round(100 * errors / total, 1),
+                    "exact": exact,
+                    "clips": len(texts),
+                    "median_ms": round(statistics.median(times)),
+                    "p95_ms": round(float(np.percentile(times, 95))),
+                    "misheard": misheard,
+                }
+            )
     table = Table(title="speech to text, one thread")
     for column in ("model", "path", "WER %", "exact", "median ms", "p95 ms"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["model"], r["path"], str(r["wer_percent"]), f"{r['exact']}/{r['clips']}",
-                      str(r["median_ms"]), str(r["p95_ms"]))
+        table.add_row(
+            r["model"],
+            r["path"],
+            str(r["wer_percent"]),
+            f"{r['exact']}/{r['clips']}",
+            str(r["median_ms"]),
+            str(r["p95_ms"]),
+        )
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"stt-{stamp}.json"
-    out.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                           "python": sys.version.split()[0]},
-                               "definition": __doc__, "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+                "definition": __doc__,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     console.print(f"results: {out}")
 
 

@@ -83,12 +83,20 @@ async def bench(runs: int, console: Console) -> dict:
 
     return {
         "timestamp": datetime.now(UTC).isoformat(),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    # Other processes (e.g. a running server) skew CPU-bound numbers; this shows it.
-                    "loadavg_1m": os.getloadavg()[0]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            # Other processes (e.g. a running server) skew CPU-bound numbers; this shows it.
+            "loadavg_1m": os.getloadavg()[0],
+        },
         "models": {role.value: name for role, name in registry.defaults.items()},
-        "settings": {"threads": settings.threads, "llm_slots": settings.llm_slots, "max_tokens": settings.max_tokens,
-                     "temperature": 0.0},
+        "settings": {
+            "threads": settings.threads,
+            "llm_slots": settings.llm_slots,
+            "max_tokens": settings.max_tokens,
+            "temperature": 0.0,
+        },
         "runs": runs,
         "question": {"text": QUESTION, "seconds": round(question_s, 3)},
         "ms": {name: summary(values) for name, values in stages.items()} | {"end_to_end": summary(walls)},
@@ -97,21 +105,29 @@ async def bench(runs: int, console: Console) -> dict:
         "llm_tokens_per_s": summary(tok_s),
         "llm_completion_tokens": summary(tokens),
         "raw": {
-            "ms": stages | {"end_to_end": walls}, "stt_rtf": stt_rtf, "tts_rtf": tts_rtf, "llm_tokens_per_s": tok_s,
+            "ms": stages | {"end_to_end": walls},
+            "stt_rtf": stt_rtf,
+            "tts_rtf": tts_rtf,
+            "llm_tokens_per_s": tok_s,
         },
     }
 
 
 def show(report: dict, console: Console) -> None:
     m = report["models"]
-    table = Table(title=f"voice turn, {report['runs']} runs, {report['settings']['threads']} threads",
-                  caption=f"{m['stt']} / {m['llm']} / {m['tts']}")
+    table = Table(
+        title=f"voice turn, {report['runs']} runs, {report['settings']['threads']} threads",
+        caption=f"{m['stt']} / {m['llm']} / {m['tts']}",
+    )
     for column in ("metric", "median", "min", "max"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     rows = [(f"{name} ms", s, "{:.0f}") for name, s in report["ms"].items()]
-    rows += [("STT RTF", report["stt_rtf"], "{:.3f}"), ("TTS RTF", report["tts_rtf"], "{:.3f}"),
-             ("LLM tokens/s", report["llm_tokens_per_s"], "{:.1f}"),
-             ("LLM reply tokens", report["llm_completion_tokens"], "{:.0f}")]
+    rows += [
+        ("STT RTF", report["stt_rtf"], "{:.3f}"),
+        ("TTS RTF", report["tts_rtf"], "{:.3f}"),
+        ("LLM tokens/s", report["llm_tokens_per_s"], "{:.1f}"),
+        ("LLM reply tokens", report["llm_completion_tokens"], "{:.0f}"),
+    ]
     for label, s, fmt in rows:
         table.add_row(label, *(fmt.format(s[k]) for k in ("median", "min", "max")))
     console.print(table)

@@ -39,16 +39,26 @@ from voxgate.registry import Registry
 
 VOICES = ("piper-en_US-joe-medium", "hibari-en_US-heart")
 SENTENCES = [
-    "The capital of France is Paris.", "Spiders spin webs to catch insects.",
+    "The capital of France is Paris.",
+    "Spiders spin webs to catch insects.",
     "The sky looks blue because air scatters blue light.",
-    "Monday comes after Sunday.", "Jupiter is the largest planet in our solar system.",
-    "William Shakespeare wrote Romeo and Juliet.", "Bees make honey from the nectar of flowers.",
-    "Mount Everest is the tallest mountain on Earth.", "A bicycle has two wheels.", "Frozen water is called ice.",
-    "Sure, I can help you with that.", "Your name is Ada, you told me earlier.",
-    "Rainbows form when sunlight is bent inside raindrops.", "The sea is salty because rivers carry minerals into it.",
-    "Bread rises because yeast makes tiny bubbles of gas.", "I am not sure, but I think it will rain tomorrow.",
-    "Turn left at the next corner and walk straight ahead.", "The opposite of hot is cold.",
-    "A cow says moo.", "Good morning! How can I help you today?",
+    "Monday comes after Sunday.",
+    "Jupiter is the largest planet in our solar system.",
+    "William Shakespeare wrote Romeo and Juliet.",
+    "Bees make honey from the nectar of flowers.",
+    "Mount Everest is the tallest mountain on Earth.",
+    "A bicycle has two wheels.",
+    "Frozen water is called ice.",
+    "Sure, I can help you with that.",
+    "Your name is Ada, you told me earlier.",
+    "Rainbows form when sunlight is bent inside raindrops.",
+    "The sea is salty because rivers carry minerals into it.",
+    "Bread rises because yeast makes tiny bubbles of gas.",
+    "I am not sure, but I think it will rain tomorrow.",
+    "Turn left at the next corner and walk straight ahead.",
+    "The opposite of hot is cold.",
+    "A cow says moo.",
+    "Good morning! How can I help you today?",
 ]
 
 
@@ -90,13 +100,24 @@ def measure(registry: Registry, stt: WhisperSTT, name: str, runs: int) -> dict:
         if e:
             misheard.append({"said": sentence, "heard": heard})
     level = np.concatenate(clips).astype(np.float64) / 32768
-    return {"voice": name, "sample_rate": rate, "load_ms": round(load_ms), "audio_s": round(seconds, 1),
-            "x_realtime": round(seconds / sum(synth), 1), "rtf": round(sum(synth) / seconds, 4),
-            "first_chunk_ms": {"median": round(statistics.median(first)), "p95": round(percentile(first, 95))},
-            "first_chunk_reply_ms": {"median": round(statistics.median(first_reply)),
-                                     "p95": round(percentile(first_reply, 95))},
-            "wer_percent": round(100 * errors / total, 1), "exact": exact, "sentences": len(SENTENCES),
-            "rms_dbfs": round(20 * np.log10(np.sqrt(np.mean(level ** 2))), 1), "misheard": misheard}
+    return {
+        "voice": name,
+        "sample_rate": rate,
+        "load_ms": round(load_ms),
+        "audio_s": round(seconds, 1),
+        "x_realtime": round(seconds / sum(synth), 1),
+        "rtf": round(sum(synth) / seconds, 4),
+        "first_chunk_ms": {"median": round(statistics.median(first)), "p95": round(percentile(first, 95))},
+        "first_chunk_reply_ms": {
+            "median": round(statistics.median(first_reply)),
+            "p95": round(percentile(first_reply, 95)),
+        },
+        "wer_percent": round(100 * errors / total, 1),
+        "exact": exact,
+        "sentences": len(SENTENCES),
+        "rms_dbfs": round(20 * np.log10(np.sqrt(np.mean(level**2))), 1),
+        "misheard": misheard,
+    }
 
 
 def main() -> None:
@@ -113,15 +134,30 @@ def main() -> None:
     stt.warm_up()
     rows = [measure(registry, stt, name, args.runs) for name in voices]
     table = Table(title=f"English voices, one thread, {len(SENTENCES)} sentences × {args.runs} runs")
-    for column in ("voice", "rate", "× real time", "1st chunk, sentence", "1st chunk, reply", "WER %", "exact",
-                   "level", "load"):
+    for column in (
+        "voice",
+        "rate",
+        "× real time",
+        "1st chunk, sentence",
+        "1st chunk, reply",
+        "WER %",
+        "exact",
+        "level",
+        "load",
+    ):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["voice"], f"{r['sample_rate']} Hz", f"{r['x_realtime']}×",
-                      f"{r['first_chunk_ms']['median']} / {r['first_chunk_ms']['p95']} ms",
-                      f"{r['first_chunk_reply_ms']['median']} / {r['first_chunk_reply_ms']['p95']} ms",
-                      str(r["wer_percent"]), f"{r['exact']}/{r['sentences']}", f"{r['rms_dbfs']} dBFS",
-                      f"{r['load_ms']} ms")
+        table.add_row(
+            r["voice"],
+            f"{r['sample_rate']} Hz",
+            f"{r['x_realtime']}×",
+            f"{r['first_chunk_ms']['median']} / {r['first_chunk_ms']['p95']} ms",
+            f"{r['first_chunk_reply_ms']['median']} / {r['first_chunk_reply_ms']['p95']} ms",
+            str(r["wer_percent"]),
+            f"{r['exact']}/{r['sentences']}",
+            f"{r['rms_dbfs']} dBFS",
+            f"{r['load_ms']} ms",
+        )
     console.print(table)
     for r in rows:
         for m in r["misheard"]:
@@ -129,8 +165,20 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"voices-{stamp}.json"
-    out.write_text(json.dumps({"machine": machine(), "git": git_state(), "definition": __doc__, "runs": args.runs,
-                               "sentences": SENTENCES, "rows": rows}, indent=1, ensure_ascii=False))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "git": git_state(),
+                "definition": __doc__,
+                "runs": args.runs,
+                "sentences": SENTENCES,
+                "rows": rows,
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
     console.print(f"results: {out}")
 
 

@@ -43,8 +43,13 @@ class Server:
 
 def add_user(env: dict[str, str], username: str, *, admin: bool = False) -> tuple[str, str]:
     """Create an account with the CLI, as an operator would; returns (password, API key)."""
-    out = subprocess.run([sys.executable, "-m", "voxgate", "users", "add", username, *(["--admin"] if admin else [])],
-                         env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "voxgate", "users", "add", username, *(["--admin"] if admin else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return re.search(r"password: (\S+)", out.stderr)[1], re.search(r"API key:\s+(\S+)", out.stderr)[1]
 
@@ -62,8 +67,12 @@ def start_server(workdir: Path, *, database_url: str | None = None, **env: str) 
     if env.get("VOXGATE_AUTH") != "off":
         _, key = add_user(env, f"admin-{secrets.token_hex(4)}", admin=True)
     log_path = workdir / f"server-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port", str(port)], env=env,
-                            stdout=log_path.open("a"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voxgate", "serve", "--port", str(port)],
+        env=env,
+        stdout=log_path.open("a"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(proc, f"{url}/readyz", log_path, "voxgate", 180)
     return Server(proc, url, env, key)
@@ -94,8 +103,13 @@ def server(request, tmp_path_factory, server_tmpdir) -> Iterator[Server]:
     """The shared server; every test that uses it runs once per database."""
     database_url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
     # Greedy decoding: content checks ("paris" in the reply) see the same answer every run.
-    started = start_server(tmp_path_factory.mktemp(request.param), database_url=database_url,
-                           VOXGATE_STORE_AUDIO="true", VOXGATE_TEMPERATURE="0", TMPDIR=str(server_tmpdir))
+    started = start_server(
+        tmp_path_factory.mktemp(request.param),
+        database_url=database_url,
+        VOXGATE_STORE_AUDIO="true",
+        VOXGATE_TEMPERATURE="0",
+        TMPDIR=str(server_tmpdir),
+    )
     yield started
     stop_server(started)
 

@@ -27,8 +27,9 @@ def start(log_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str
     model = resolve(settings.llm_model, Role.LLM, settings.models_dir)[1]
     port = port or free_port()
     log_path = log_dir / f"llama-{port}.log"
-    proc = subprocess.Popen([sys.executable, __file__, str(model), str(port)],
-                            stdout=log_path.open("a"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, str(model), str(port)], stdout=log_path.open("a"), stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(proc, f"{url}/health", log_path, "the llama.cpp server", 120)
     return proc, f"{url}/v1"

@@ -27,8 +27,10 @@ def _server_bin_dir() -> Path:
     # creates /usr/lib/postgresql/NN/bin (psql, createdb, ...) without a server.
     found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
     if not found:
-        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
-                           "install Debian's `postgresql` package (`make test` installs it).")
+        raise RuntimeError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
+            "install Debian's `postgresql` package (`make test` installs it)."
+        )
     return max(found, key=lambda d: tuple(int(x) for x in d.parent.name.split(".")))
 
 
@@ -64,21 +66,35 @@ def throwaway_postgres(base_dir: Path) -> Iterator[str]:
         _run([*as_pg, str(bin_dir / tool), *args], cwd=cluster)
 
     try:
-        run("initdb", "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "--auth=scram-sha-256",
-            "--encoding=UTF8", "--locale=C", "--no-sync")
+        run(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         # Appending keeps the file owned by postgres; durability is pointless for tests.
         with open(data / "postgresql.conf", "a") as conf:
-            conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\n"
-                       f"unix_socket_directories = '{cluster}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {port}\n"
+                f"unix_socket_directories = '{cluster}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+            )
         try:
             run("pg_ctl", "start", "-D", str(data), "-l", str(log), "-w", "-t", "60")
         except RuntimeError as exc:
             server_log = log.read_text() if log.exists() else "(no server log)"
             raise RuntimeError(f"{exc}\n--- server log ---\n{server_log}") from None
         # Over TCP with the password, i.e. exactly the way the tests will connect.
-        _run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DBNAME],
-             env={**os.environ, "PGPASSWORD": password})
+        _run(
+            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DBNAME],
+            env={**os.environ, "PGPASSWORD": password},
+        )
         yield f"postgresql+asyncpg://{USER}:{password}@127.0.0.1:{port}/{DBNAME}"
     finally:
         try:

@@ -8,7 +8,7 @@ from voxgate.chunker import SentenceChunker
 def chunk(text: str, step: int = 3, **options) -> list[str]:
     """Feed `text` in small deltas, as an LLM streams it (the first-piece rule tested apart)."""
     chunker = SentenceChunker(**{"first_chars": None, **options})
-    pieces = [p for i in range(0, len(text), step) for p in chunker.push(text[i:i + step])]
+    pieces = [p for i in range(0, len(text), step) for p in chunker.push(text[i : i + step])]
     return pieces + chunker.flush()
 
 
@@ -19,18 +19,25 @@ def test_sentences_are_cut_as_soon_as_they_end():
     assert chunker.flush() == ["It is"]
 
 
-@pytest.mark.parametrize("text", [
-    "Pi is about 3.14 and e is about 2.72 today.",
-    "Dr. Smith met Mr. Jones, e.g. at St. Paul's on Sunday.",
-    "It was written by J. R. R. Tolkien in England.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pi is about 3.14 and e is about 2.72 today.",
+        "Dr. Smith met Mr. Jones, e.g. at St. Paul's on Sunday.",
+        "It was written by J. R. R. Tolkien in England.",
+    ],
+)
 def test_numbers_abbreviations_and_initials_do_not_end_sentences(text):
     assert chunk(text) == [text]
 
 
 def test_list_items_are_cut_per_line_not_after_the_marker():
     assert chunk("Steps:\n1. Boil water.\n2. Add pasta.\n3. Wait") == [
-        "Steps:", "1. Boil water.", "2. Add pasta.", "3. Wait"]
+        "Steps:",
+        "1. Boil water.",
+        "2. Add pasta.",
+        "3. Wait",
+    ]
 
 
 def test_long_clauses_are_cut_at_commas_short_ones_are_not():
@@ -69,10 +76,15 @@ def test_japanese_sentences_are_cut_without_a_following_space():
 def test_japanese_and_chinese_clauses_are_cut_at_their_commas():
     assert chunk("はい、東京です。", first_chars=48)[0] == "はい、"
     text = "今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、友達と、お弁当を食べました。"
-    assert chunk(text) == ["今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、",
-                           "友達と、お弁当を食べました。"]
+    assert chunk(text) == [
+        "今日はとても良い天気なので近くの大きな公園まで歩いて行きましたが、",
+        "友達と、お弁当を食べました。",
+    ]
     assert chunk("北京是中国的首都，也是一个历史悠久的城市。它有很多名胜古迹！", clause_chars=5) == [
-        "北京是中国的首都，", "也是一个历史悠久的城市。", "它有很多名胜古迹！"]
+        "北京是中国的首都，",
+        "也是一个历史悠久的城市。",
+        "它有很多名胜古迹！",
+    ]
 
 
 def test_unpunctuated_japanese_is_cut_between_characters_at_the_length_bound_never_inside_a_latin_word():

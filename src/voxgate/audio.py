@@ -8,10 +8,11 @@ make FFmpeg follow a playlist or open other files.
 import io
 import wave
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 from voxgate.errors import EmptyAudio, PayloadTooLarge, UnsupportedAudio
 
@@ -20,7 +21,7 @@ ACCEPTED_FORMATS = "WAV, MP3, OGG/Opus, WebM/Opus, FLAC, M4A/AAC"
 _DEMUXERS = "wav,w64,mp3,ogg,matroska,webm,flac,mov,mp4,m4a,3gp,3g2,mj2,aac,aiff,caf"
 
 VoiceFormat = Literal["wav", "mp3", "opus", "flac", "pcm"]
-VOICE_FORMATS: tuple[str, ...] = VoiceFormat.__args__
+VOICE_FORMATS: tuple[str, ...] = get_args(VoiceFormat)
 MEDIA_TYPES: dict[str, str] = {
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
@@ -29,8 +30,14 @@ MEDIA_TYPES: dict[str, str] = {
     "pcm": "audio/L16",
 }
 # Stored uploads are named by what FFmpeg found in them; every name maps to a media type.
-CONTAINER_EXTENSIONS: dict[str, str] = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "flac": "flac",
-                                        "matroska,webm": "webm", "mov,mp4,m4a,3gp,3g2,mj2": "m4a"}
+CONTAINER_EXTENSIONS: dict[str, str] = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "ogg": "ogg",
+    "flac": "flac",
+    "matroska,webm": "webm",
+    "mov,mp4,m4a,3gp,3g2,mj2": "m4a",
+}
 EXTENSION_MEDIA_TYPES: dict[str, str] = {**MEDIA_TYPES, "ogg": "audio/ogg", "webm": "audio/webm", "m4a": "audio/mp4"}
 
 
@@ -98,10 +105,20 @@ def streaming_wav_header(sample_rate: int) -> bytes:
     """A 16-bit mono WAV header for a stream of unknown length (sizes set to the maximum,
     which players and FFmpeg read as "until the end")."""
     unknown = 0xFFFFFFFF
-    return (b"RIFF" + unknown.to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-            + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + sample_rate.to_bytes(4, "little")
-            + (sample_rate * 2).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-            + b"data" + unknown.to_bytes(4, "little"))
+    return (
+        b"RIFF"
+        + unknown.to_bytes(4, "little")
+        + b"WAVEfmt "
+        + (16).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + sample_rate.to_bytes(4, "little")
+        + (sample_rate * 2).to_bytes(4, "little")
+        + (2).to_bytes(2, "little")
+        + (16).to_bytes(2, "little")
+        + b"data"
+        + unknown.to_bytes(4, "little")
+    )
 
 
 def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
@@ -126,6 +143,7 @@ def encode(pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container_format) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, AudioStream)  # an audio codec makes an audio stream
         frame = av.AudioFrame.from_ndarray(pcm.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = sample_rate
         resampler = av.AudioResampler(format=stream.codec_context.format, layout="mono", rate=rate)

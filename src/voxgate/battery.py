@@ -26,8 +26,14 @@ class Item:
     avoid: tuple[str, ...] = ()  # wrong if any of these appear
 
 
-def _ask(*turns: str, expect: str | tuple[str, ...], kind: str, spoken: bool = False, max_words: int | None = None,
-         avoid: tuple[str, ...] = ()) -> Item:
+def _ask(
+    *turns: str,
+    expect: str | tuple[str, ...],
+    kind: str,
+    spoken: bool = False,
+    max_words: int | None = None,
+    avoid: tuple[str, ...] = (),
+) -> Item:
     return Item(kind, turns, (expect,) if isinstance(expect, str) else expect, spoken, max_words, avoid)
 
 
@@ -55,25 +61,38 @@ BATTERY: tuple[Item, ...] = (
     _ask("What is ten minus three?", expect=("seven", "7"), kind="arithmetic"),
     _ask("What is half of one hundred?", expect=("50", "fifty"), kind="arithmetic"),
     _ask("What is 12 divided by 4?", expect=("3", "three"), kind="arithmetic"),
-    _ask("How many minutes are in two hours?", expect=("120", "hundred and twenty", "hundred twenty"),
-         kind="arithmetic"),
+    _ask(
+        "How many minutes are in two hours?", expect=("120", "hundred and twenty", "hundred twenty"), kind="arithmetic"
+    ),
     # Short explanations.
     _ask("Why is the sky blue?", expect=("scatter", "scattering", "scattered"), kind="explanation", spoken=True),
-    _ask("How does a car engine work?", expect=("fuel", "combustion", "gasoline", "petrol"), kind="explanation",
-         avoid=("electrical energy",)),
+    _ask(
+        "How does a car engine work?",
+        expect=("fuel", "combustion", "gasoline", "petrol"),
+        kind="explanation",
+        avoid=("electrical energy",),
+    ),
     _ask("Why do we have seasons?", expect=("tilt", "tilted", "axis"), kind="explanation"),
     _ask("What does the heart do?", expect=("blood", "pumps", "pump"), kind="explanation"),
     _ask("Why does ice float on water?", expect=("dense", "density", "lighter"), kind="explanation"),
-    _ask("What causes rain?", expect=("condense", "condenses", "condensation", "clouds", "vapor", "vapour"),
-         kind="explanation"),
+    _ask(
+        "What causes rain?",
+        expect=("condense", "condenses", "condensation", "clouds", "vapor", "vapour"),
+        kind="explanation",
+    ),
     # Follow-ups that need the conversation.
-    _ask("What is the capital of Italy?", "And how many people live there?", expect=("million", "rome"),
-         kind="follow-up"),
+    _ask(
+        "What is the capital of Italy?", "And how many people live there?", expect=("million", "rome"), kind="follow-up"
+    ),
     _ask("Tell me about the planet Mars.", "How many moons does it have?", expect=("two", "2"), kind="follow-up"),
     _ask("Who painted the Mona Lisa?", "When was he born?", expect="1452", kind="follow-up"),
     _ask("What is the capital of Germany?", "What river flows through it?", expect="spree", kind="follow-up"),
-    _ask("Think of the number seven.", "Add three to that number. What do you get?", expect=("ten", "10"),
-         kind="follow-up"),
+    _ask(
+        "Think of the number seven.",
+        "Add three to that number. What do you get?",
+        expect=("ten", "10"),
+        kind="follow-up",
+    ),
     # Remembering what the user said.
     _ask("My name is Ada.", "What is my name?", expect="ada", kind="memory"),
     _ask("I live in Lisbon.", "Which city do I live in?", expect="lisbon", kind="memory"),
@@ -81,13 +100,16 @@ BATTERY: tuple[Item, ...] = (
     _ask("I have two cats and a dog.", "How many pets do I have?", expect=("three", "3"), kind="memory"),
     # Instructions.
     _ask("Answer in one word: what colour is grass?", expect="green", kind="instruction", max_words=2),
-    _ask("Answer with just a number: how many wheels does a bicycle have?", expect=("2", "two"),
-         kind="instruction", max_words=2),
+    _ask(
+        "Answer with just a number: how many wheels does a bicycle have?",
+        expect=("2", "two"),
+        kind="instruction",
+        max_words=2,
+    ),
     _ask("Answer yes or no: is the sun a star?", expect="yes", kind="instruction", max_words=3),
     _ask("In one word, what animal says moo?", expect=("cow", "cows"), kind="instruction", max_words=2),
     _ask("Say only the opposite of hot.", expect="cold", kind="instruction", max_words=3),
-    _ask("Name one primary colour, nothing else.", expect=("red", "blue", "yellow"), kind="instruction",
-         max_words=3),
+    _ask("Name one primary colour, nothing else.", expect=("red", "blue", "yellow"), kind="instruction", max_words=3),
 )
 
 MAX_SENTENCES = 3  # what the default system prompt asks for
@@ -145,11 +167,17 @@ class Report:
         s = self.scores
         spoken = [x for x in s if x.heard is not None]
         times = [x.seconds for x in s]
-        return {"model": self.model, "right": sum(x.right for x in s), "asked": len(s),
-                "heard": sum(bool(x.heard) for x in spoken), "spoken": len(spoken),
-                "well_formed": sum(x.well_formed for x in s), "errors": len(self.errors),
-                "median_s": round(statistics.median(times), 2) if times else None,
-                "p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 2) if times else None}
+        return {
+            "model": self.model,
+            "right": sum(x.right for x in s),
+            "asked": len(s),
+            "heard": sum(bool(x.heard) for x in spoken),
+            "spoken": len(spoken),
+            "well_formed": sum(x.well_formed for x in s),
+            "errors": len(self.errors),
+            "median_s": round(statistics.median(times), 2) if times else None,
+            "p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 2) if times else None,
+        }
 
 
 def run(client: httpx.Client, model: str | None, *, items: tuple[Item, ...] = BATTERY, on_score=None) -> Report:
@@ -167,8 +195,11 @@ def run(client: httpx.Client, model: str | None, *, items: tuple[Item, ...] = BA
                     speech = client.post("/v1/audio/speech", json={"input": question, "response_format": "wav"})
                     speech.raise_for_status()
                     started = time.perf_counter()  # the question's synthesis is not the answer's time
-                    response = client.post("/v1/chat", files={"audio": ("question.wav", speech.content)},
-                                           data={k: str(v) for k, v in fields.items()})
+                    response = client.post(
+                        "/v1/chat",
+                        files={"audio": ("question.wav", speech.content)},
+                        data={k: str(v) for k, v in fields.items()},
+                    )
                 else:
                     response = client.post("/v1/chat", json={"text": question, **fields})
                 response.raise_for_status()

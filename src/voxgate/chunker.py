@@ -74,8 +74,8 @@ class SentenceChunker:
         newline = buffer.find("\n")
         if newline > 0 and buffer[:newline].strip() and (cut is None or newline < cut):
             cut = newline
-        first = not self._started and self.first_chars is not None
-        clause_chars, max_chars = (1, self.first_chars) if first else (self.clause_chars, self.max_chars)
+        first_chars = None if self._started else self.first_chars
+        clause_chars, max_chars = (1, first_chars) if first_chars is not None else (self.clause_chars, self.max_chars)
         if cut is None:
             for match in _CLAUSE_END.finditer(buffer):
                 if match.end() >= clause_chars:

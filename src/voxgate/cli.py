@@ -38,8 +38,14 @@ def serve(
     if settings.auth == "on":
         created = asyncio.run(_with_database(settings, accounts.first_admin))
         if created:
-            _print_credentials("first admin account created", *created,
-                               url=f"http://{host or settings.host}:{port or settings.port}")
+            user, password, key = created
+            _print_credentials(
+                "first admin account created",
+                user,
+                password,
+                key,
+                url=f"http://{host or settings.host}:{port or settings.port}",
+            )
     else:
         console.print("[yellow]VOXGATE_AUTH=off: anyone who can reach this port acts as the admin[/]")
     server.serve(create_app(settings), settings, host or settings.host, port or settings.port)
@@ -54,12 +60,15 @@ async def _with_database(settings: Settings, work, *args, **kwargs):
 
 
 def _print_credentials(title: str, user, password: str, key: str, url: str = "http://127.0.0.1:8000") -> None:
-    console.print(f"[bold green]{title}[/]: user [bold]{user.username}[/]\n"
-                  f"  password: {password}\n"
-                  f"  API key:  {key}\n"
-                  f"  talk:     open {url}/ in a browser and sign in with this password\n"
-                  f"  use it:   curl -H 'Authorization: Bearer {key}' {url}/v1/models\n"
-                  "  (shown once; `voxgate users add NAME` creates more accounts)", soft_wrap=True)
+    console.print(
+        f"[bold green]{title}[/]: user [bold]{user.username}[/]\n"
+        f"  password: {password}\n"
+        f"  API key:  {key}\n"
+        f"  talk:     open {url}/ in a browser and sign in with this password\n"
+        f"  use it:   curl -H 'Authorization: Bearer {key}' {url}/v1/models\n"
+        "  (shown once; `voxgate users add NAME` creates more accounts)",
+        soft_wrap=True,
+    )
 
 
 @users_app.command("add")
@@ -99,8 +108,15 @@ def models_ls() -> None:
 
 
 def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=console, disable=not console.is_terminal)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
 
 
 @models_app.command("pull")
@@ -129,16 +145,16 @@ def models_pull(
 @models_app.command("import")
 def models_import(
     name: str,
-    path: Annotated[Path, typer.Argument(help="GGUF file, faster-whisper directory, Piper .onnx voice, "
-                                              "or Smart Turn .onnx")],
+    path: Annotated[
+        Path, typer.Argument(help="GGUF file, faster-whisper directory, Piper .onnx voice, or Smart Turn .onnx")
+    ],
     role: Annotated[Role, typer.Option(help="What the model does")],
     sha256: Annotated[str | None, typer.Option(help="Expected sha256 of the main file")] = None,
 ) -> None:
     """Copy your own model into the cache (verified) so it can be used by name."""
     with _bar() as bar:
         task = bar.add_task(f"importing {name}", total=None)
-        info = _run(Registry(Settings()).import_model, name, role, path, sha256,
-                    lambda n: bar.advance(task, n))
+        info = _run(Registry(Settings()).import_model, name, role, path, sha256, lambda n: bar.advance(task, n))
     console.print(f"[green]✓[/] imported {name} ({info.size_bytes / 1e6:,.1f} MB, sha256 {info.sha256})")
 
 
@@ -159,8 +175,13 @@ def models_create(
         if persona not in BUILTIN:
             raise typer.BadParameter(f"{persona!r} is not a built-in persona ({', '.join(BUILTIN)})")
         fields = BUILTIN[persona].as_fields()
-    given = {"system": system, "voice": voice, "language": language, "temperature": temperature,
-             "max_tokens": max_tokens}
+    given = {
+        "system": system,
+        "voice": voice,
+        "language": language,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+    }
     fields.update({k: v for k, v in given.items() if v is not None})
     _run(Registry(Settings()).create, name, base, fields)
     console.print(f"[green]✓[/] created {name} from {base}")
@@ -198,15 +219,19 @@ def ask(
     async def run() -> None:
         pipeline = Pipeline(await asyncio.to_thread(Registry(settings).load_defaults), settings)
         try:
-            result = await pipeline.turn(TurnInput(
-                text=text, audio=audio.read_bytes() if audio else None, reply_as="voice" if voice else "text",
-            ))
+            result = await pipeline.turn(
+                TurnInput(
+                    text=text,
+                    audio=audio.read_bytes() if audio else None,
+                    reply_as="voice" if voice else "text",
+                )
+            )
         finally:
             await asyncio.to_thread(pipeline.close)
         if result.transcript is not None:
             console.print(f"[bold]you:[/] {result.transcript}")
         print(result.reply)
-        if voice:
+        if voice and result.speech:
             voice.write_bytes(result.speech)
             console.print(f"reply spoken into {voice}")
 
@@ -219,12 +244,16 @@ def ask(
 
 @app.command("eval")
 def evaluate(
-    model: Annotated[list[str] | None, typer.Option(help="An LLM or custom model to score; repeat to compare "
-                                                         "(default: the server's default LLM)")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="An LLM or custom model to score; repeat to compare (default: the server's default LLM)"),
+    ] = None,
     url: Annotated[str, typer.Option(help="The voxgate server to ask")] = "http://127.0.0.1:8000",
     key: Annotated[str | None, typer.Option(envvar="VOXGATE_API_KEY", help="API key or access token")] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds: fact, arithmetic, explanation, "
-                                                        "follow-up, memory, instruction")] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these kinds: fact, arithmetic, explanation, follow-up, memory, instruction"),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Also write every reply and verdict here as JSON")] = None,
 ) -> None:
     """Score models on the answer battery (right, heard, well-formed, latency) through a running server."""
@@ -240,7 +269,8 @@ def evaluate(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     reports = []
     with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-        for name in model or [None]:
+        names: list[str | None] = [*model] if model else [None]  # None: the server's default
+        for name in names:
             with _bar() as bar:
                 task = bar.add_task(f"{name or 'default'}", total=len(items))
                 reports.append(run(client, name, items=items, on_score=lambda _, bar=bar, task=task: bar.advance(task)))
@@ -249,20 +279,49 @@ def evaluate(
         table.add_column(column)
     for report in reports:
         s = report.summary()
-        table.add_row(s["model"], f"{s['right']}/{s['asked']}", f"{s['heard']}/{s['spoken']}",
-                      f"{s['well_formed']}/{s['asked']}", str(s["median_s"]), str(s["p95_s"]), str(s["errors"]))
+        table.add_row(
+            s["model"],
+            f"{s['right']}/{s['asked']}",
+            f"{s['heard']}/{s['spoken']}",
+            f"{s['well_formed']}/{s['asked']}",
+            str(s["median_s"]),
+            str(s["p95_s"]),
+            str(s["errors"]),
+        )
     Console().print(table)
     for report in reports:
         for error in report.errors:
             console.print(f"[red]{report.model}:[/] {error}")
         for miss in (x for x in report.scores if not (x.right and x.well_formed)):
-            console.print(f"[yellow]{report.model}:[/] {miss.item.turns[-1]!r} → {miss.reply!r}"
-                          f"{'' if miss.right else ' (wrong)'}"
-                          f"{'' if miss.well_formed else ' (too long or unspeakable)'}")
+            console.print(
+                f"[yellow]{report.model}:[/] {miss.item.turns[-1]!r} → {miss.reply!r}"
+                f"{'' if miss.right else ' (wrong)'}"
+                f"{'' if miss.well_formed else ' (too long or unspeakable)'}"
+            )
     if output:
-        output.write_text(json.dumps([{**r.summary(), "replies": [
-            {"kind": x.item.kind, "turns": x.item.turns, "reply": x.reply, "right": x.right, "heard": x.heard,
-             "well_formed": x.well_formed, "seconds": round(x.seconds, 2)} for x in r.scores],
-            "failures": r.errors} for r in reports], indent=1))
+        output.write_text(
+            json.dumps(
+                [
+                    {
+                        **r.summary(),
+                        "replies": [
+                            {
+                                "kind": x.item.kind,
+                                "turns": x.item.turns,
+                                "reply": x.reply,
+                                "right": x.right,
+                                "heard": x.heard,
+                                "well_formed": x.well_formed,
+                                "seconds": round(x.seconds, 2),
+                            }
+                            for x in r.scores
+                        ],
+                        "failures": r.errors,
+                    }
+                    for r in reports
+                ],
+                indent=1,
+            )
+        )
     if any(r.errors for r in reports):
         raise typer.Exit(1)

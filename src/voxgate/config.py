@@ -60,18 +60,32 @@ class Settings(BaseSettings):
     llm_backend: Literal["local", "openai", "ollama"] = "local"
     tts_backend: Literal["local", "openai"] = "local"
     stt_model: str = "whisper-tiny.en"
-    preset: Literal["fast", "accurate", "speculative"] = Field("fast", description=(
-        "The local LLM in one word (see the README's model table): `fast` Qwen2.5-Coder 0.5B, `accurate` the "
-        "1.5B, `speculative` the 1.5B drafted by the 0.5B. VOXGATE_LLM_MODEL / _LLM_DRAFT_MODEL override it."))
+    preset: Literal["fast", "accurate", "speculative"] = Field(
+        "fast",
+        description=(
+            "The local LLM in one word (see the README's model table): `fast` Qwen2.5-Coder 0.5B, `accurate` the "
+            "1.5B, `speculative` the 1.5B drafted by the 0.5B. VOXGATE_LLM_MODEL / _LLM_DRAFT_MODEL override it."
+        ),
+    )
     llm_model: str = Field("", description="The LLM; empty: the preset's.")
-    llm_draft_model: str | None = Field(None, description=(
-        "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
-        "llama.cpp only); unset: the preset's."))
-    tts_model: str = Field("hibari-en_US-heart", description=(
-        "The voice: faster and better understood than Piper joe (bench/voices.py); `piper-en_US-joe-medium` "
-        "stays selectable."))
-    turn_model: str = Field("smart-turn-v3.2", description="End-of-turn model, always local: a catalog name "
-                                                             "or a path to a Smart Turn .onnx file.")
+    llm_draft_model: str | None = Field(
+        None,
+        description=(
+            "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
+            "llama.cpp only); unset: the preset's."
+        ),
+    )
+    tts_model: str = Field(
+        "hibari-en_US-heart",
+        description=(
+            "The voice: faster and better understood than Piper joe (bench/voices.py); `piper-en_US-joe-medium` "
+            "stays selectable."
+        ),
+    )
+    turn_model: str = Field(
+        "smart-turn-v3.2",
+        description="End-of-turn model, always local: a catalog name or a path to a Smart Turn .onnx file.",
+    )
     stt_url: str | None = None
     llm_url: str | None = None
     tts_url: str | None = None
@@ -80,36 +94,61 @@ class Settings(BaseSettings):
     tts_api_key: SecretStr | None = None
     tts_voice: str = Field("alloy", description="Voice name sent to a remote (openai) TTS backend.")
     backend_timeout: float = Field(
-        60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens).")
+        60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens)."
+    )
     backend_retries: int = Field(
-        2, ge=0, description="Retries with backoff for a remote call that failed before any answer.")
+        2, ge=0, description="Retries with backoff for a remote call that failed before any answer."
+    )
 
     idle_unload_seconds: float = Field(
         300.0, ge=0, description="Unload a model that is not a role's default after this long unused; 0: never."
     )
 
     threads: int = Field(
-        default_factory=lambda: os.cpu_count() or 2, ge=1,
-        description="The CPU budget: threads for all local engines together (see `llm_threads`).")
+        default_factory=lambda: os.cpu_count() or 2,
+        ge=1,
+        description="The CPU budget: threads for all local engines together (see `llm_threads`).",
+    )
     llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
     llm_slots: int = Field(default=4, ge=1, description="LLM requests decoded in parallel (sessions served at once).")
     queue_size: int = Field(default=8, ge=0, description="Requests that may wait per model before 503.")
     # Operations: the server `voxgate serve` runs, its shutdown, logs and metrics.
-    shutdown_grace_seconds: float = Field(default=30.0, ge=0, description=(
-        "On SIGTERM or Ctrl-C, how long turns in flight may take to finish; then they end with a 503 "
-        "`shutting_down` error (JSON, SSE `error` event, or a WebSocket close)."))
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "On SIGTERM or Ctrl-C, how long turns in flight may take to finish; then they end with a 503 "
+            "`shutting_down` error (JSON, SSE `error` event, or a WebSocket close)."
+        ),
+    )
     keep_alive_timeout: int = Field(default=5, ge=1, description="Seconds an idle keep-alive connection stays open.")
-    header_timeout: float = Field(default=10.0, gt=0, description=(
-        "Seconds a client has to send a request's headers, from connecting or from its previous response; "
-        "then 408 and the connection is closed (slowloris)."))
-    body_timeout: float = Field(default=60.0, gt=0, description=(
-        "Seconds a client has to send a request's whole body once its headers are in; then 408 and close."))
-    max_connections: int = Field(default=500, ge=1, description=(
-        "Open connections (HTTP and WebSocket) at once; one more is answered 503 and closed. Keep it well "
-        "below the process's open-file limit (`ulimit -n`)."))
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request's headers, from connecting or from its previous response; "
+            "then 408 and the connection is closed (slowloris)."
+        ),
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds a client has to send a request's whole body once its headers are in; then 408 and close."
+        ),
+    )
+    max_connections: int = Field(
+        default=500,
+        ge=1,
+        description=(
+            "Open connections (HTTP and WebSocket) at once; one more is answered 503 and closed. Keep it well "
+            "below the process's open-file limit (`ulimit -n`)."
+        ),
+    )
     log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per log line.")
-    metrics_token: SecretStr | None = Field(default=None, description=(
-        "Bearer token that GET /metrics requires; unset: /metrics is open, like /healthz."))
+    metrics_token: SecretStr | None = Field(
+        default=None, description=("Bearer token that GET /metrics requires; unset: /metrics is open, like /healthz.")
+    )
     warmup: bool = True
 
     system_prompt: str = (
@@ -123,15 +162,23 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=300.0, gt=0)
     max_text_chars: int = Field(default=4000, ge=1)
     # Limits against abuse. Rate limits count in memory, in each process on its own.
-    max_json_bytes: int = Field(default=1024 * 1024, ge=1024, description=(
-        "Largest request body that is not a multipart upload (JSON); uploads may reach max_upload_bytes."))
+    max_json_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description=("Largest request body that is not a multipart upload (JSON); uploads may reach max_upload_bytes."),
+    )
     login_window_seconds: float = Field(default=900.0, gt=0, description="How long failed logins are counted.")
-    login_failures_per_user: int = Field(default=5, ge=1, description=(
-        "Failed logins for one username within the window; then 429, even for the right password."))
-    login_failures_per_address: int = Field(default=20, ge=1, description=(
-        "Failed logins from one client address within the window; then 429."))
-    api_key_requests: int = Field(default=600, ge=0, description=(
-        "Requests per API key within api_key_window_seconds; then 429. 0: no limit."))
+    login_failures_per_user: int = Field(
+        default=5,
+        ge=1,
+        description=("Failed logins for one username within the window; then 429, even for the right password."),
+    )
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description=("Failed logins from one client address within the window; then 429.")
+    )
+    api_key_requests: int = Field(
+        default=600, ge=0, description=("Requests per API key within api_key_window_seconds; then 429. 0: no limit.")
+    )
     api_key_window_seconds: float = Field(default=60.0, gt=0)
     max_conversations: int = Field(default=1000, ge=0, description="Conversations a user may keep; 0: no quota.")
 
@@ -148,7 +195,8 @@ class Settings(BaseSettings):
         for role in ("stt", "llm", "tts"):
             if getattr(self, f"{role}_backend") != "local" and not getattr(self, f"{role}_url"):
                 raise ValueError(
-                    f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local")
+                    f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local"
+                )
         return self
 
     @property

@@ -21,7 +21,7 @@ class EchoGuard:
 
     def sent(self, samples: np.ndarray) -> None:
         """Remember reply audio (16 kHz float32) sent to the client; keeps the newest only."""
-        self._sent = np.concatenate([self._sent, samples])[-self._keep:]
+        self._sent = np.concatenate([self._sent, samples])[-self._keep :]
 
     def clear(self) -> None:
         self._sent = np.zeros(0, np.float32)
@@ -44,7 +44,7 @@ class EchoGuard:
         corr = np.fft.irfft(spectrum, size)[: len(ref) - len(heard) + 1]
         # Energy of each stretch of `ref` the length of `heard` (a sliding sum of squares).
         squares = np.concatenate([[0.0], np.cumsum(ref.astype(np.float64) ** 2)])
-        windows = squares[len(heard):] - squares[: len(ref) - len(heard) + 1]
+        windows = squares[len(heard) :] - squares[: len(ref) - len(heard) + 1]
         score = np.abs(corr) / np.sqrt(np.maximum(windows, 1e-9) * energy)
         score[windows < 1e-6 * len(heard)] = 0.0  # silent stretches of the reply match nothing
         return float(score.max())

@@ -50,8 +50,9 @@ class ContextExceeded(BadRequest):
 
     code = "context_length_exceeded"
 
-    def __init__(self, message: str, *, code: str | None = None, prompt_tokens: int | None = None,
-                 context: int | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, prompt_tokens: int | None = None, context: int | None = None
+    ):
         super().__init__(message, code=code)
         self.prompt_tokens = prompt_tokens
         self.context = context

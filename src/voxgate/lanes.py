@@ -13,7 +13,7 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
@@ -65,8 +65,7 @@ class Lane:
         if self._refusal is not None:
             raise self._refusal()
         if self._in_flight >= self.capacity:
-            raise Unavailable(f"{self.name} is busy ({self.capacity} requests in progress); retry shortly",
-                              code="busy")
+            raise Unavailable(f"{self.name} is busy ({self.capacity} requests in progress); retry shortly", code="busy")
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         # The caller's context goes along, so what the call logs carries the request's id.
@@ -105,7 +104,7 @@ class Lane:
             with self._lock:
                 self._running -= 1
 
-    def stream(self, fn: Callable[[Emit], object]) -> AsyncIterator:
+    def stream(self, fn: Callable[[Emit], object]) -> AsyncGenerator:
         """Run `fn(emit)` on the lane and iterate, as they come, the items it passes to `emit`.
 
         The lane's place is taken now (a full lane raises here, before anything is sent);
@@ -127,7 +126,7 @@ class Lane:
 
         future.add_done_callback(finished)
 
-        async def items() -> AsyncIterator:
+        async def items() -> AsyncGenerator:
             try:
                 while (item := await queue.get()) is not _END:
                     yield item

@@ -15,7 +15,7 @@ def language_code(language: str) -> str:
     if len(language) <= 3 or "-" in language or "_" in language:
         return language
     try:
-        return langcodes.find(language).language
+        return langcodes.find(language).language or language
     except LookupError:
         return language
 

@@ -64,19 +64,27 @@ class Limits:
     def __init__(self, settings: Settings):
         self.login_users = FixedWindow(settings.login_failures_per_user, settings.login_window_seconds)
         self.login_addresses = FixedWindow(settings.login_failures_per_address, settings.login_window_seconds)
-        self.api_keys = (FixedWindow(settings.api_key_requests, settings.api_key_window_seconds)
-                         if settings.api_key_requests else None)
+        self.api_keys = (
+            FixedWindow(settings.api_key_requests, settings.api_key_window_seconds)
+            if settings.api_key_requests
+            else None
+        )
 
     def login_attempt(self, username: str, address: str) -> None:
         """Refuse a login while its username or address is out of attempts, else count it as
         failed until `login_succeeded`. Attempts in flight count, so a burst of parallel
         guesses gets no more tries than guesses one after another. Unknown names count like
         known ones, so the limit tells nothing about which names exist."""
-        for window, key, what in ((self.login_users, username, "this username"),
-                                  (self.login_addresses, address, "this address")):
+        for window, key, what in (
+            (self.login_users, username, "this username"),
+            (self.login_addresses, address, "this address"),
+        ):
             if wait := window.wait(key):
-                raise TooManyRequests(f"too many failed logins for {what}; try again in {wait} s",
-                                      code="too_many_logins", retry_after=wait)
+                raise TooManyRequests(
+                    f"too many failed logins for {what}; try again in {wait} s",
+                    code="too_many_logins",
+                    retry_after=wait,
+                )
         self.login_users.hit(username)
         self.login_addresses.hit(address)
 
@@ -91,5 +99,7 @@ class Limits:
         if wait := self.api_keys.wait(key_hash):
             raise TooManyRequests(
                 f"this API key made {self.api_keys.limit} requests in {self.api_keys.seconds:g} s; "
-                f"try again in {wait} s", retry_after=wait)
+                f"try again in {wait} s",
+                retry_after=wait,
+            )
         self.api_keys.hit(key_hash)

@@ -102,11 +102,18 @@ def uninstall_packages(model: CatalogModel) -> None:
 
 def _part_path(part: str) -> Path:
     package, relative = part.split(":", 1)
-    return Path(importlib.metadata.distribution(package).locate_file(relative))
+    return Path(str(importlib.metadata.distribution(package).locate_file(relative)))
 
 
-def assemble(models_dir: Path, name: str, files: list[SourceFile], manifest: dict | None = None,
-             progress: Progress | None = None, *, exist_ok: bool = False) -> tuple[Path, dict[str, str]]:
+def assemble(
+    models_dir: Path,
+    name: str,
+    files: list[SourceFile],
+    manifest: dict | None = None,
+    progress: Progress | None = None,
+    *,
+    exist_ok: bool = False,
+) -> tuple[Path, dict[str, str]]:
     """Write `files` (and the manifest) into `<models_dir>/<name>/`; return it and each file's sha256.
 
     Files are written into a temporary sibling directory, hashed while copied, and the
@@ -157,8 +164,9 @@ def prepare(model: CatalogModel, models_dir: Path, progress: Progress | None = N
     return assemble(models_dir, model.name, files, progress=progress, exist_ok=True)[0]
 
 
-def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: str | None = None,
-                 progress: Progress | None = None) -> dict:
+def import_files(
+    models_dir: Path, name: str, role: Role, source: Path, sha256: str | None = None, progress: Progress | None = None
+) -> dict:
     """Copy the user's model into the cache, verified; returns its manifest.
 
     `source` is a GGUF file (llm), a faster-whisper model directory (stt), a Piper
@@ -177,14 +185,20 @@ def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: 
         files = [SourceFile("model.gguf", (source,), sha256)]
     elif role == Role.STT:
         if not (source / "model.bin").is_file() or not (source / "config.json").is_file():
-            raise BadRequest(f"{source} is not a faster-whisper model directory (model.bin, config.json)",
-                             code="bad_model_file")
+            raise BadRequest(
+                f"{source} is not a faster-whisper model directory (model.bin, config.json)", code="bad_model_file"
+            )
         if links := sorted(p.name for p in source.iterdir() if p.is_symlink()):
             # A link would copy whatever it points at on the server into the cache.
-            raise BadRequest(f"{source} holds symbolic links ({', '.join(links)}); import a directory of plain files",
-                             code="bad_model_file")
-        files = [SourceFile(p.name, (p,), sha256 if p.name == "model.bin" else None)
-                 for p in sorted(source.iterdir()) if p.is_file()]
+            raise BadRequest(
+                f"{source} holds symbolic links ({', '.join(links)}); import a directory of plain files",
+                code="bad_model_file",
+            )
+        files = [
+            SourceFile(p.name, (p,), sha256 if p.name == "model.bin" else None)
+            for p in sorted(source.iterdir())
+            if p.is_file()
+        ]
     elif role == Role.TURN:
         if not source.is_file() or source.suffix != ".onnx":
             raise BadRequest(f"{source} is not an .onnx file", code="bad_model_file")
@@ -192,8 +206,9 @@ def import_files(models_dir: Path, name: str, role: Role, source: Path, sha256: 
     else:
         config = source.with_name(source.name + ".json")
         if source.suffix != ".onnx" or not config.is_file():
-            raise BadRequest(f"{source} is not a Piper voice (.onnx with its .onnx.json beside it)",
-                             code="bad_model_file")
+            raise BadRequest(
+                f"{source} is not a Piper voice (.onnx with its .onnx.json beside it)", code="bad_model_file"
+            )
         files = [SourceFile("voice.onnx", (source,), sha256), SourceFile("voice.onnx.json", (config,))]
     size = sum(p.stat().st_size for f in files for p in f.parts)
     manifest = {"name": name, "role": role.value, "source": "imported", "origin": str(source), "size_bytes": size}
@@ -206,8 +221,14 @@ def write_custom(models_dir: Path, name: str, base: str, persona: dict) -> dict:
     check_name(name)
     if name in CATALOG or is_prepared(models_dir, name):
         raise Conflict(f"a model named {name!r} already exists", code="model_exists")
-    manifest = {"name": name, "role": Role.LLM.value, "source": "custom", "base": base, "persona": persona,
-                "size_bytes": 0}
+    manifest = {
+        "name": name,
+        "role": Role.LLM.value,
+        "source": "custom",
+        "base": base,
+        "persona": persona,
+        "size_bytes": 0,
+    }
     assemble(models_dir, name, [], manifest)
     return {**manifest, "files": {}}
 
@@ -243,15 +264,18 @@ def resolve(spec: str, role: Role, models_dir: Path) -> tuple[str, Path]:
     manifest = read_manifest(models_dir, spec) if model is None and valid_name(spec) else None
     if manifest is not None:
         if manifest["source"] == "custom" or manifest["role"] != role.value:
-            raise ModelNotReady(f"{spec!r} is a {manifest['source']} {manifest['role']} model, "
-                                f"not a {role.value} model")
+            raise ModelNotReady(
+                f"{spec!r} is a {manifest['source']} {manifest['role']} model, not a {role.value} model"
+            )
         return spec, prepared_dir(models_dir, spec) / ENTRYPOINTS[role]
     if model is None:
         path = Path(spec).expanduser()
         if not path.exists():
             names = ", ".join(n for n, m in CATALOG.items() if m.role == role)
-            raise NotFound(f"{role.value} model {spec!r} is neither a model name ({names}, or one imported) "
-                           "nor an existing path", code="model_not_found")
+            raise NotFound(
+                f"{role.value} model {spec!r} is neither a model name ({names}, or one imported) nor an existing path",
+                code="model_not_found",
+            )
         return path.stem if path.is_file() else path.name, path
     if model.role != role:
         raise ModelNotReady(f"{spec!r} is a {model.role.value} model, not a {role.value} model")

@@ -126,8 +126,9 @@ class OpenAIRealtime:
         self.turns, self.user, self._send = turns, user, send
         self.model = model
         # OpenAI's defaults: server VAD with 500 ms of silence, audio replies, 24 kHz pcm16 both ways.
-        options = SessionOptions(model=model, voice_format="pcm", sample_rate=24_000, turn_detection="silence",
-                                 silence_ms=500)
+        options = SessionOptions(
+            model=model, voice_format="pcm", sample_rate=24_000, turn_detection="silence", silence_ms=500
+        )
         self.session = RealtimeSession(turns, user, options, self._on_session_event)
         self.id = _id("sess")
         self.vad = True
@@ -153,8 +154,16 @@ class OpenAIRealtime:
         await self._send({"type": kind, "event_id": _id("event"), **fields})
 
     async def error(self, exc: VoxgateError, client_event_id: str | None = None, param: str | None = None) -> None:
-        await self.emit("error", error={"type": exc.type, "code": exc.code, "message": exc.message,
-                                        "param": param, "event_id": client_event_id})
+        await self.emit(
+            "error",
+            error={
+                "type": exc.type,
+                "code": exc.code,
+                "message": exc.message,
+                "param": param,
+                "event_id": client_event_id,
+            },
+        )
 
     def _session_object(self) -> dict:
         options = self.session.options
@@ -163,20 +172,32 @@ class OpenAIRealtime:
         elif options.turn_detection == "smart":
             detection = {"type": "semantic_vad", "create_response": True, "interrupt_response": True}
         else:
-            detection = {"type": "server_vad", "threshold": options.vad_threshold, "prefix_padding_ms": 300,
-                         "silence_duration_ms": options.silence_ms, "create_response": True,
-                         "interrupt_response": True}
+            detection = {
+                "type": "server_vad",
+                "threshold": options.vad_threshold,
+                "prefix_padding_ms": 300,
+                "silence_duration_ms": options.silence_ms,
+                "create_response": True,
+                "interrupt_response": True,
+            }
         return {
-            "type": "realtime", "object": "realtime.session", "id": self.id,
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": self.id,
             "model": self.model or self.turns.pipeline.models.defaults[Role.LLM],
             "output_modalities": ["audio" if options.reply_as == "voice" else "text"],
             "instructions": options.system or "",
             "audio": {
-                "input": {"format": {"type": "audio/pcm", "rate": options.sample_rate},
-                          "turn_detection": detection, "transcription": {"language": options.language}},
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": options.sample_rate},
+                    "turn_detection": detection,
+                    "transcription": {"language": options.language},
+                },
                 "output": {"format": {"type": "audio/pcm", "rate": OUTPUT_RATE}, "voice": options.voice},
             },
-            "tools": [], "tool_choice": "none", "max_output_tokens": "inf",
+            "tools": [],
+            "tool_choice": "none",
+            "max_output_tokens": "inf",
         }
 
     async def _on_session_event(self, event: dict) -> None:
@@ -184,8 +205,9 @@ class OpenAIRealtime:
         kind = event["type"]
         if kind == "speech.started":
             self._user_item, self._speech_started_ms = _id("item"), self._audio_ms
-            await self.emit("input_audio_buffer.speech_started", item_id=self._user_item,
-                            audio_start_ms=round(self._audio_ms))
+            await self.emit(
+                "input_audio_buffer.speech_started", item_id=self._user_item, audio_start_ms=round(self._audio_ms)
+            )
         elif kind == "speech.stopped":
             await self._end_reply("cancelled", "turn_detected")  # the user talked over it
             item = self._user_item or _id("item")
@@ -194,18 +216,24 @@ class OpenAIRealtime:
             await self._begin_reply(self.session.options.reply_as == "voice")
         elif kind == "transcript":
             seconds = round((self._audio_ms - self._speech_started_ms) / 1000, 2)
-            await self.emit("conversation.item.input_audio_transcription.completed", item_id=self._user_item,
-                            content_index=0, transcript=event["text"], usage={"type": "duration", "seconds": seconds})
+            await self.emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=self._user_item,
+                content_index=0,
+                transcript=event["text"],
+                usage={"type": "duration", "seconds": seconds},
+            )
         elif kind == "text" and self._reply is not None:
-            await self._text_delta(event["delta"])
+            await self._text_delta(self._reply, event["delta"])
         elif kind == "audio" and self._reply is not None:
-            await self._audio_delta(event)
+            await self._audio_delta(self._reply, event)
         elif kind in ("done", "interrupted"):
             reply = self._reply
             if reply is not None:
                 reply.conversation_id, reply.message_id = event["conversation_id"], event["message_id"]
-            await self._end_reply("completed" if kind == "done" else "cancelled", self._stop_reason,
-                                  usage=event.get("usage") or {})
+            await self._end_reply(
+                "completed" if kind == "done" else "cancelled", self._stop_reason, usage=event.get("usage") or {}
+            )
         elif kind == "error":
             await self._end_reply("failed", "error")
             error = event["error"]
@@ -217,22 +245,44 @@ class OpenAIRealtime:
         await self._item_added(item_id, "user", content, "completed")
 
     async def _item_added(self, item_id: str, role: str, content: list[dict], status: str) -> None:
-        item = {"id": item_id, "type": "message", "object": "realtime.item", "role": role, "status": status,
-                "content": content}
+        item = {
+            "id": item_id,
+            "type": "message",
+            "object": "realtime.item",
+            "role": role,
+            "status": status,
+            "content": content,
+        }
         await self.emit("conversation.item.added", previous_item_id=self._last_item, item=item)
         if status == "completed":
             await self.emit("conversation.item.done", previous_item_id=self._last_item, item=item)
         self._last_item = item_id
 
-    def _response_object(self, reply: _Reply, status: str, details: dict | None = None,
-                         output: list | None = None, usage: dict | None = None) -> dict:
-        response = {"object": "realtime.response", "id": reply.id, "status": status, "status_details": details,
-                    "output": output or [], "conversation_id": reply.conversation_id,
-                    "output_modalities": ["audio" if reply.voice else "text"], "usage": None}
+    def _response_object(
+        self,
+        reply: _Reply,
+        status: str,
+        details: dict | None = None,
+        output: list | None = None,
+        usage: dict | None = None,
+    ) -> dict:
+        response = {
+            "object": "realtime.response",
+            "id": reply.id,
+            "status": status,
+            "status_details": details,
+            "output": output or [],
+            "conversation_id": reply.conversation_id,
+            "output_modalities": ["audio" if reply.voice else "text"],
+            "usage": None,
+        }
         if usage is not None:
             prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-            response["usage"] = {"total_tokens": prompt + completion, "input_tokens": prompt,
-                                 "output_tokens": completion}
+            response["usage"] = {
+                "total_tokens": prompt + completion,
+                "input_tokens": prompt,
+                "output_tokens": completion,
+            }
         return response
 
     def _part(self, reply: _Reply, text: str) -> dict:
@@ -242,27 +292,36 @@ class OpenAIRealtime:
         reply = self._reply = _Reply(_id("resp"), _id("item"), voice)
         where = {"response_id": reply.id, "item_id": reply.item_id, "output_index": 0}
         await self.emit("response.created", response=self._response_object(reply, "in_progress"))
-        item = {"id": reply.item_id, "type": "message", "object": "realtime.item", "role": "assistant",
-                "status": "in_progress", "content": []}
+        item = {
+            "id": reply.item_id,
+            "type": "message",
+            "object": "realtime.item",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         await self.emit("response.output_item.added", response_id=reply.id, output_index=0, item=item)
         await self.emit("conversation.item.added", previous_item_id=self._last_item, item=item)
         self._last_item = reply.item_id
         await self.emit("response.content_part.added", **where, content_index=0, part=self._part(reply, ""))
 
-    async def _text_delta(self, delta: str) -> None:
-        reply = self._reply
+    async def _text_delta(self, reply: _Reply, delta: str) -> None:
         reply.text.append(delta)
         kind = "response.output_audio_transcript.delta" if reply.voice else "response.output_text.delta"
-        await self.emit(kind, response_id=reply.id, item_id=reply.item_id, output_index=0, content_index=0,
-                        delta=delta)
+        await self.emit(kind, response_id=reply.id, item_id=reply.item_id, output_index=0, content_index=0, delta=delta)
 
-    async def _audio_delta(self, event: dict) -> None:
-        reply = self._reply
+    async def _audio_delta(self, reply: _Reply, event: dict) -> None:
         pcm = await asyncio.to_thread(_to_output_rate, base64.b64decode(event["audio"]), event["sample_rate"])
         reply.clauses.append((reply.audio_ms, event["text"]))
         reply.audio_ms += len(pcm) / 2 / OUTPUT_RATE * 1000
-        await self.emit("response.output_audio.delta", response_id=reply.id, item_id=reply.item_id,
-                        output_index=0, content_index=0, delta=base64.b64encode(pcm).decode())
+        await self.emit(
+            "response.output_audio.delta",
+            response_id=reply.id,
+            item_id=reply.item_id,
+            output_index=0,
+            content_index=0,
+            delta=base64.b64encode(pcm).decode(),
+        )
 
     async def _end_reply(self, status: str, reason: str, usage: dict | None = None) -> None:
         """Close the open response (if any) with its `.done` events, ending in `response.done`."""
@@ -278,9 +337,14 @@ class OpenAIRealtime:
             await self.emit("response.output_text.done", **where, content_index=0, text=text)
         part = self._part(reply, text)
         await self.emit("response.content_part.done", **where, content_index=0, part=part)
-        item = {"id": reply.item_id, "type": "message", "object": "realtime.item", "role": "assistant",
-                "status": "completed" if status == "completed" else "incomplete",
-                "content": [{**part, "type": "output_audio" if reply.voice else "output_text"}]}
+        item = {
+            "id": reply.item_id,
+            "type": "message",
+            "object": "realtime.item",
+            "role": "assistant",
+            "status": "completed" if status == "completed" else "incomplete",
+            "content": [{**part, "type": "output_audio" if reply.voice else "output_text"}],
+        }
         await self.emit("response.output_item.done", response_id=reply.id, output_index=0, item=item)
         await self.emit("conversation.item.done", previous_item_id=None, item=item)
         details = None if status == "completed" else {"type": status, "reason": reason}
@@ -302,14 +366,18 @@ class OpenAIRealtime:
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         try:
             if handler is None:
-                raise BadRequest(f"voxgate does not support the client event {kind!r}; the supported ones are "
-                                 f"{', '.join(sorted(self._handlers))}", code="unsupported_event")
+                raise BadRequest(
+                    f"voxgate does not support the client event {kind!r}; the supported ones are "
+                    f"{', '.join(sorted(self._handlers))}",
+                    code="unsupported_event",
+                )
             await handler(self, event)
         except ValidationError as exc:
             first = exc.errors()[0]
             param = ".".join(str(part) for part in first["loc"])
-            await self.error(BadRequest(f"{kind}: {param}: {first['msg']}", code="invalid_value"),
-                             event.get("event_id"), param)
+            await self.error(
+                BadRequest(f"{kind}: {param}: {first['msg']}", code="invalid_value"), event.get("event_id"), param
+            )
         except BadRequest as exc:
             await self.error(exc, event.get("event_id"))
 
@@ -344,28 +412,38 @@ class OpenAIRealtime:
             await self.session.on_audio(data)
             return
         if len(self._buffer) + len(data) > MAX_UTTERANCE_SECONDS * rate * 2:
-            raise BadRequest(f"the input audio buffer holds at most {MAX_UTTERANCE_SECONDS:.0f} s; commit or "
-                             "clear it", code="input_audio_buffer_full")
+            raise BadRequest(
+                f"the input audio buffer holds at most {MAX_UTTERANCE_SECONDS:.0f} s; commit or clear it",
+                code="input_audio_buffer_full",
+            )
         self._buffer += data
 
     async def _commit(self, event: dict) -> None:
         if self.vad:
-            raise BadRequest("with turn detection on, the server commits the buffer at the end of each turn; "
-                             "set `audio.input.turn_detection` to null to commit yourself", code="vad_commits")
+            raise BadRequest(
+                "with turn detection on, the server commits the buffer at the end of each turn; "
+                "set `audio.input.turn_detection` to null to commit yourself",
+                code="vad_commits",
+            )
         if len(self._buffer) < self.session.options.sample_rate // 10 * 2:
-            raise BadRequest("the input audio buffer holds less than 100 ms of audio",
-                             code="input_audio_buffer_commit_empty")
+            raise BadRequest(
+                "the input audio buffer holds less than 100 ms of audio", code="input_audio_buffer_commit_empty"
+            )
         self._check_room(1)
         data, self._buffer = bytes(self._buffer), bytearray()
         self._pending.append(ContentPart(type="input_audio", audio=base64.b64encode(data).decode()))
-        self._user_item, self._speech_started_ms = _id("item"), self._audio_ms - len(data) / 2 / (
-            self.session.options.sample_rate / 1000)
+        self._user_item, self._speech_started_ms = (
+            _id("item"),
+            self._audio_ms - len(data) / 2 / (self.session.options.sample_rate / 1000),
+        )
         await self._commit_user_item(self._user_item, [{"type": "input_audio", "transcript": None}])
 
     def _check_room(self, parts: int) -> None:
         if len(self._pending) + parts > MAX_PENDING_PARTS:
-            raise BadRequest(f"at most {MAX_PENDING_PARTS} user inputs wait for an answer; send response.create",
-                             code="too_many_pending_items")
+            raise BadRequest(
+                f"at most {MAX_PENDING_PARTS} user inputs wait for an answer; send response.create",
+                code="too_many_pending_items",
+            )
 
     async def _clear(self, event: dict) -> None:
         self._buffer = bytearray()
@@ -383,8 +461,9 @@ class OpenAIRealtime:
         self._check_room(len(item.content))
         self._pending.extend(item.content)
         item_id = (event.get("item") or {}).get("id") or _id("item")
-        await self._item_added(str(item_id)[:64], "user", [part.model_dump(exclude_none=True) for part in item.content],
-                               "completed")
+        await self._item_added(
+            str(item_id)[:64], "user", [part.model_dump(exclude_none=True) for part in item.content], "completed"
+        )
 
     async def _response_create(self, event: dict) -> None:
         config = ResponseConfig.model_validate(event.get("response") or {})
@@ -411,19 +490,20 @@ class OpenAIRealtime:
     async def _take_pending(self) -> TurnInput:
         """The user input not yet answered, as one turn: its texts, or its audio."""
         parts, self._pending = self._pending, []
-        texts = [part.text for part in parts if part.type == "input_text"]
-        clips = [base64.b64decode(part.audio) for part in parts if part.type == "input_audio"]
+        texts = [part.text for part in parts if part.type == "input_text" and part.text is not None]
+        clips = [base64.b64decode(part.audio) for part in parts if part.type == "input_audio" and part.audio]
         if texts and clips:
-            raise BadRequest("voxgate answers either text or audio in one response, not both",
-                             code="mixed_input")
+            raise BadRequest("voxgate answers either text or audio in one response, not both", code="mixed_input")
         if texts:
             return TurnInput(text="\n".join(texts))
         if clips:
             pcm = np.frombuffer(b"".join(clips), "<i2")
             wav = await asyncio.to_thread(audio.encode, pcm, self.session.options.sample_rate, "wav")
             return TurnInput(audio=wav)
-        raise BadRequest("there is nothing to answer: add a user message (conversation.item.create) or commit "
-                         "audio first", code="no_user_input")
+        raise BadRequest(
+            "there is nothing to answer: add a user message (conversation.item.create) or commit audio first",
+            code="no_user_input",
+        )
 
     async def _response_cancel(self, event: dict) -> None:
         if self._reply is None:
@@ -436,12 +516,11 @@ class OpenAIRealtime:
             raise BadRequest("`audio_end_ms` must be a whole number of milliseconds", code="invalid_value")
         if self._reply is not None and self._reply.item_id == item_id:
             await self._stop("client_cancelled")  # stores what was sent; cut to what was played below
-        reply = self._replies.get(item_id)
+        reply = self._replies.get(item_id) if isinstance(item_id, str) else None
         if reply is None or not reply.voice:
             raise BadRequest(f"no assistant audio item {item_id!r} in this session", code="invalid_item_id")
-        if reply.message_id is not None:
-            await self.turns.trim_reply(self.user, reply.conversation_id, reply.message_id,
-                                        reply.heard_until(end_ms))
+        if reply.conversation_id is not None and reply.message_id is not None:
+            await self.turns.trim_reply(self.user, reply.conversation_id, reply.message_id, reply.heard_until(end_ms))
         await self.emit("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=end_ms)
 
     _handlers = {

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -85,8 +85,13 @@ class SpokenChunk:
 
     def to_json(self, voice_format: str) -> dict:
         """The chunk as JSON for text-only transports (SSE, WebSocket messages)."""
-        return {"audio": base64.b64encode(self.audio).decode(), "format": voice_format,
-                "sample_rate": self.sample_rate, "index": self.index, "text": self.text}
+        return {
+            "audio": base64.b64encode(self.audio).decode(),
+            "format": voice_format,
+            "sample_rate": self.sample_rate,
+            "index": self.index,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,9 @@ class Pipeline:
         places = settings.speech_threads + settings.queue_size
         self.decode_lane = Lane("the audio decoder", pool=self.speech_pool, capacity=places)
         self.stt_lane = Lane("the speech-to-text model", pool=self.speech_pool, capacity=places)
-        self.llm_lane = Lane("the language model", pool=self.llm_pool,
-                             capacity=settings.llm_slots + settings.queue_size)
+        self.llm_lane = Lane(
+            "the language model", pool=self.llm_pool, capacity=settings.llm_slots + settings.queue_size
+        )
         self.tts_lane = Lane("the text-to-speech model", pool=self.speech_pool, capacity=places)
         self.turn_lane = Lane("the end-of-turn model", pool=self.speech_pool, capacity=places)
 
@@ -190,15 +196,29 @@ class Pipeline:
             return work(engine)
 
     async def transcribe(
-        self, decoded: audio.DecodedAudio, *, language: str | None = None, prompt: str | None = None,
-        temperature: float = 0.0, model: str | None = None,
+        self,
+        decoded: audio.DecodedAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        model: str | None = None,
     ) -> Transcription:
-        return await self.stt_lane.run(self._on, Role.STT, model, lambda stt: stt.transcribe(
-            decoded.samples, language=language, prompt=prompt, temperature=temperature))
+        return await self.stt_lane.run(
+            self._on,
+            Role.STT,
+            model,
+            lambda stt: stt.transcribe(decoded.samples, language=language, prompt=prompt, temperature=temperature),
+        )
 
     def chat_request(
-        self, messages: list[ChatMessage], *, max_tokens: int | None = None, temperature: float | None = None,
-        top_p: float | None = None, stop: tuple[str, ...] = (),
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: tuple[str, ...] = (),
     ) -> ChatRequest:
         return ChatRequest(
             messages=tuple(messages),
@@ -213,16 +233,24 @@ class Pipeline:
         gone, shutdown) stops the LLM at its next token instead of at `max_tokens`."""
         return await _result_of(self.stream_chat(request, model=model))
 
-    def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncIterator[str | ChatResult]:
+    def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncGenerator[str | ChatResult, None]:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
         lane raises here, before any byte is sent; leaving early stops the LLM."""
         return self.llm_lane.stream(
-            lambda emit: emit(self._on(Role.LLM, model, lambda llm: llm.generate(request, on_delta=emit))))
+            lambda emit: emit(self._on(Role.LLM, model, lambda llm: llm.generate(request, on_delta=emit)))
+        )
 
-    def stream_speech(self, text: str, *, speed: float = 1.0, voice: str | None = None) -> AsyncIterator[SpeechChunk]:
+    def stream_speech(
+        self, text: str, *, speed: float = 1.0, voice: str | None = None
+    ) -> AsyncGenerator[SpeechChunk, None]:
         """Audio sentence by sentence as it is synthesized."""
-        return self.tts_lane.stream(lambda emit: self._on(Role.TTS, voice, lambda tts: any(
-            emit(c) for piece in spoken_pieces(text) for c in tts.synthesize(piece, speed=speed))))
+        return self.tts_lane.stream(
+            lambda emit: self._on(
+                Role.TTS,
+                voice,
+                lambda tts: any(emit(c) for piece in spoken_pieces(text) for c in tts.synthesize(piece, speed=speed)),
+            )
+        )
 
     async def speak(self, text: str, *, speed: float = 1.0, voice: str | None = None) -> tuple[np.ndarray, int]:
         """Synthesize `text` completely; returns int16 mono samples and their rate."""
@@ -246,7 +274,7 @@ class Pipeline:
         """The question as text: checked text input, or the transcript of the audio."""
         if (request.text is None) == (request.audio is None):
             raise BadRequest("send exactly one of `text` or `audio`", code="text_or_audio")
-        if request.audio is None:
+        if request.text is not None:
             question = request.text.strip()
             if not question:
                 raise BadRequest("`text` is empty", code="empty_text")
@@ -259,6 +287,7 @@ class Pipeline:
         if request.samples is not None:
             decoded = audio.DecodedAudio(request.samples, "wav")
         else:
+            assert request.audio is not None  # checked above: text or audio
             with clock.stage("decode"):
                 decoded = await self.decode(request.audio)
         with clock.stage("stt"):
@@ -276,15 +305,17 @@ class Pipeline:
 
     async def _answer_plan(self, request: TurnInput, heard: Transcription | None) -> "_Plan":
         language = request.language or (heard.language if heard else None)
-        voice = (await asyncio.to_thread(self.models.voice_for, language, request.voice)
-                 if request.reply_as == "voice" else None)
+        voice = (
+            await asyncio.to_thread(self.models.voice_for, language, request.voice)
+            if request.reply_as == "voice"
+            else None
+        )
         llm = request.model or self.models.defaults[Role.LLM]
         stt = self.models.defaults[Role.STT] if request.audio is not None else None
         models = {"stt": stt, "llm": llm, "tts": voice}
         return _Plan(language, voice, llm, models)
 
-    def _chat_for(self, request: TurnInput, question: str, language: str | None, *, scale: float = 1.0
-                  ) -> ChatRequest:
+    def _chat_for(self, request: TurnInput, question: str, language: str | None, *, scale: float = 1.0) -> ChatRequest:
         """The LLM request for a turn, its history fitted to the context; `scale` shrinks the
         budget when the engine counted more tokens than estimated."""
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
@@ -296,7 +327,7 @@ class Pipeline:
         budget = int((self.settings.llm_context - chat.max_tokens) * scale)
         return replace(chat, messages=tuple(fit_history(system, request.history, question, budget=budget)))
 
-    async def _reply(self, request: TurnInput, question: str, plan: "_Plan") -> AsyncIterator[str | ChatResult]:
+    async def _reply(self, request: TurnInput, question: str, plan: "_Plan") -> AsyncGenerator[str | ChatResult, None]:
         """The reply as the LLM writes it (text deltas, then the ChatResult).
 
         The history was fitted by estimate; if the engine's real count says the prompt does
@@ -316,10 +347,12 @@ class Pipeline:
                     raise ContextExceeded(
                         f"the question does not fit the language model's context ({context} tokens, "
                         f"{chat.max_tokens} of them kept for the reply); ask it in fewer words",
-                        code="question_too_long") from exc
+                        code="question_too_long",
+                    ) from exc
                 estimated = sum(estimate_tokens(m.content) for m in chat.messages)
-                chat = self._chat_for(request, question, plan.language,
-                                      scale=estimated / exc.prompt_tokens if exc.prompt_tokens else 0.5)
+                chat = self._chat_for(
+                    request, question, plan.language, scale=estimated / exc.prompt_tokens if exc.prompt_tokens else 0.5
+                )
 
     async def turn(self, request: TurnInput) -> TurnResult:
         """One buffered turn: the whole reply, then (if asked) all of its audio."""
@@ -329,9 +362,16 @@ class Pipeline:
         plan = await self._answer_plan(request, heard)
         with clock.stage("llm"):
             answer = await _result_of(self._reply(request, question, plan))
-        result = TurnResult(transcript=heard and heard.text, reply=answer.text, language=plan.language,
-                            timings=clock.ms, input_container=container, voice=plan.voice, models=plan.models,
-                            usage=_usage(answer))
+        result = TurnResult(
+            transcript=heard.text if heard else None,
+            reply=answer.text,
+            language=plan.language,
+            timings=clock.ms,
+            input_container=container,
+            voice=plan.voice,
+            models=plan.models,
+            usage=_usage(answer),
+        )
         if request.reply_as == "voice":
             with clock.stage("tts"):
                 pcm, rate = await self.speak(answer.text, voice=plan.voice)
@@ -339,7 +379,7 @@ class Pipeline:
             result.speech_format, result.sample_rate = request.voice_format, rate
         return result
 
-    async def stream_turn(self, request: TurnInput) -> AsyncIterator[TurnEvent]:
+    async def stream_turn(self, request: TurnInput) -> AsyncGenerator[TurnEvent, None]:
         """One streamed turn: the transcript, reply text deltas, and (for voice) audio per
         clause while the LLM is still generating, then TurnDone.
 
@@ -414,9 +454,16 @@ class Pipeline:
             finished.cancel()  # cancels whichever of the two is still running
             finished.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved"
 
-        result = TurnResult(transcript=heard and heard.text, reply="".join(deltas).strip(), language=plan.language,
-                            timings={**clock.ms, **firsts, "total": since_start()}, input_container=container,
-                            voice=plan.voice, models=plan.models, usage=usage)
+        result = TurnResult(
+            transcript=heard.text if heard else None,
+            reply="".join(deltas).strip(),
+            language=plan.language,
+            timings={**clock.ms, **firsts, "total": since_start()},
+            input_container=container,
+            voice=plan.voice,
+            models=plan.models,
+            usage=usage,
+        )
         if voice and spoken:
             result.speech = await self.encode(np.concatenate(spoken), rates[0], "wav")
             result.speech_format, result.sample_rate = "wav", rates[0]
@@ -427,7 +474,7 @@ def _usage(result: ChatResult) -> dict[str, int]:
     return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
 
 
-async def _result_of(items: AsyncIterator[str | ChatResult]) -> ChatResult:
+async def _result_of(items: AsyncGenerator[str | ChatResult, None]) -> ChatResult:
     """The ChatResult that ends a stream of text deltas."""
     async with aclosing(items):
         async for item in items:

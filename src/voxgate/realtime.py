@@ -43,7 +43,8 @@ Send = Callable[[dict], Awaitable[None]]
 # Speech over a reply that lasts longer than this is an interruption, whatever it says.
 BACKCHANNEL_MAX_MS = 1000
 _BACKCHANNEL_WORDS = frozenset(
-    "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split())
+    "mm mmm mhm hmm hm uh huh um uhm yeah yes yep yup ok okay right sure alright i see got it cool oh ah aha".split()
+)
 ECHO_CHECK_EVERY = RATE * 3 // 20  # re-judge speech over a reply every 150 ms of it
 MAX_UTTERANCE_SECONDS = 60.0
 # How far a client's microphone audio may run ahead of real time (a network burst); past
@@ -145,9 +146,12 @@ class _Turn:
     async def _run(self) -> None:
         session = self.session
         try:
-            turn = await session.turns.prepare(session.user, self.request,
-                                               conversation_id=session.options.conversation_id,
-                                               persona=session.options.persona)
+            turn = await session.turns.prepare(
+                session.user,
+                self.request,
+                conversation_id=session.options.conversation_id,
+                persona=session.options.persona,
+            )
             outbox: asyncio.Queue = asyncio.Queue()
             producer = asyncio.create_task(self._produce(turn.events(), outbox))
             try:
@@ -219,6 +223,7 @@ class _Turn:
 
     def _wait_timings(self) -> dict[str, float | None]:
         """From the end of the user's speech: until the turn was confirmed, until first audio."""
+
         def since_speech(moment: float | None) -> float | None:
             if moment is None or self.speech_end_at is None:
                 return None
@@ -235,13 +240,17 @@ class _Turn:
     async def _store_interrupted(self, turn: PreparedTurn) -> None:
         """Keep the turn as far as the user got it: the clauses spoken (voice) or text sent."""
         sent, heard = self.sent, self.heard
-        reply = (sent.heard_by(time.monotonic()) if self.session.options.reply_as == "voice"
-                 else "".join(sent.text).strip())
+        reply = (
+            sent.heard_by(time.monotonic()) if self.session.options.reply_as == "voice" else "".join(sent.text).strip()
+        )
         if not reply or (self.request.audio is not None and heard is None):
             return  # nothing of the reply reached the user: nothing to remember
-        result = TurnResult(transcript=heard.text if heard else None, reply=reply,
-                            language=heard.language if heard else None,
-                            timings={"interrupted": True, **self._wait_timings()})
+        result = TurnResult(
+            transcript=heard.text if heard else None,
+            reply=reply,
+            language=heard.language if heard else None,
+            timings={"interrupted": True, **self._wait_timings()},
+        )
         # Shielded: the task is being cancelled, but the partial turn must still be written.
         await asyncio.shield(self._finish(turn, result, "interrupted"))
 
@@ -296,8 +305,12 @@ class RealtimeSession:
 
     def _new_detector(self) -> SpeechDetector:
         options = self.options
-        return SpeechDetector(threshold=options.vad_threshold, pause_ms=min(options.pause_ms, options.end_ms),
-                              end_ms=options.end_ms, max_seconds=MAX_UTTERANCE_SECONDS)
+        return SpeechDetector(
+            threshold=options.vad_threshold,
+            pause_ms=min(options.pause_ms, options.end_ms),
+            end_ms=options.end_ms,
+            max_seconds=MAX_UTTERANCE_SECONDS,
+        )
 
     async def update(self, **changes) -> None:
         """Change options mid-session (the OpenAI protocol's `session.update`); speech being
@@ -317,8 +330,11 @@ class RealtimeSession:
             raise BadRequest("pcm16 audio must be whole 16-bit samples")
         seconds = len(data) / 2 / self.options.sample_rate
         if seconds > PACE_AHEAD_SECONDS:
-            raise BadRequest(f"a pcm16 frame holds {seconds:.1f} s of audio; send at most "
-                             f"{PACE_AHEAD_SECONDS:g} s per frame, as a microphone does", code="frame_too_long")
+            raise BadRequest(
+                f"a pcm16 frame holds {seconds:.1f} s of audio; send at most "
+                f"{PACE_AHEAD_SECONDS:g} s per frame, as a microphone does",
+                code="frame_too_long",
+            )
         if wait := self.pacer.wait_for(seconds, time.monotonic()):
             await asyncio.sleep(wait)
         samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768
@@ -365,8 +381,9 @@ class RealtimeSession:
     async def expect_echo(self, chunk: SpokenChunk) -> None:
         """Remember the chunk, to recognise it when it comes back through the microphone."""
         if self.options.echo == "ignore":
-            self.echo.sent(await asyncio.to_thread(audio.resample, chunk.pcm.astype(np.float32) / 32768,
-                                                   chunk.sample_rate, RATE))
+            self.echo.sent(
+                await asyncio.to_thread(audio.resample, chunk.pcm.astype(np.float32) / 32768, chunk.sample_rate, RATE)
+            )
 
     # Turn-taking.
 
@@ -394,13 +411,17 @@ class RealtimeSession:
             await self._drop_pending()
             await self._end_overlap()
             self._unanswered = np.zeros(0, np.float32)
-            error = PayloadTooLarge(f"an utterance longer than {MAX_UTTERANCE_SECONDS:.0f} s was dropped; "
-                                    "pause between questions", code="utterance_too_long")
+            error = PayloadTooLarge(
+                f"an utterance longer than {MAX_UTTERANCE_SECONDS:.0f} s was dropped; pause between questions",
+                code="utterance_too_long",
+            )
             await self.send({"type": "error", **error.envelope()})
 
     async def _judge_overlap(self, *, paused: bool) -> None:
         """Speech during a reply: echo and acknowledgements leave it alone; else interrupt."""
         overlap, options = self._overlap, self.options
+        if overlap is None:  # the reply ended meanwhile: nothing to talk over
+            return
         heard = self.detector.utterance()
         if options.echo == "ignore" and (paused or len(heard) - overlap.checked >= ECHO_CHECK_EVERY):
             overlap.checked = len(heard)
@@ -418,8 +439,9 @@ class RealtimeSession:
         elif paused:
             # Short speech: its words decide. (Transcribing its first 300 ms instead, before
             # the pause, gained ~80 ms in the benchmark and heard "mm-hmm" as words.)
-            said = await self.pipeline.transcribe(audio.DecodedAudio(heard, "pcm"), language=options.language,
-                                                  prompt=_BACKCHANNEL_PROMPT)
+            said = await self.pipeline.transcribe(
+                audio.DecodedAudio(heard, "pcm"), language=options.language, prompt=_BACKCHANNEL_PROMPT
+            )
             if not said.text or is_backchannel(said.text):
                 self.detector.finish()  # "mm-hmm": the reply goes on
                 await self._end_overlap()
@@ -451,7 +473,7 @@ class RealtimeSession:
     async def _speculate(self) -> None:
         """Start answering at the pause, in case the turn is over."""
         await self._drop_pending()
-        samples = np.concatenate([self._unanswered, self.detector.at_pause])[-int(MAX_UTTERANCE_SECONDS * RATE):]
+        samples = np.concatenate([self._unanswered, self.detector.at_pause])[-int(MAX_UTTERANCE_SECONDS * RATE) :]
         wav = await asyncio.to_thread(audio.encode, (samples * 32767).astype(np.int16), RATE, "wav")
         speech_end_at = time.monotonic() - self.detector.quiet_ms / 1000
         turn = self._pending = self._new_turn(TurnInput(audio=wav, samples=samples), speech_end_at)
@@ -459,6 +481,7 @@ class RealtimeSession:
             self._decision = asyncio.create_task(self._decide(turn))
 
     async def _decide(self, turn: _Turn) -> None:
+        assert turn.request.samples is not None  # a speculative turn carries its samples
         try:
             complete = await self.pipeline.turn_completion(turn.request.samples)
         except Exception:  # no verdict (busy, or no model): the silence bound still ends the turn
@@ -481,7 +504,8 @@ class RealtimeSession:
         await self._cancel_decision()
         await self.interrupt()
         self.detector.finish()  # what the user says next is a new utterance
-        self._unanswered = turn.request.samples  # only speculative (pcm16) turns are confirmed here
+        assert turn.request.samples is not None  # only speculative (pcm16) turns are confirmed here
+        self._unanswered = turn.request.samples
         await self.send({"type": "speech.stopped"})
         self._reply = turn
         turn.confirm()
@@ -501,9 +525,18 @@ class RealtimeSession:
 
     def _new_turn(self, turn: TurnInput, speech_end_at: float | None, **overrides) -> _Turn:
         options = self.options
-        request = replace(turn, **{"reply_as": options.reply_as, "voice_format": options.voice_format,
-                                   "model": options.model, "voice": options.voice, "language": options.language,
-                                   "system": options.system, **overrides})
+        request = replace(
+            turn,
+            **{
+                "reply_as": options.reply_as,
+                "voice_format": options.voice_format,
+                "model": options.model,
+                "voice": options.voice,
+                "language": options.language,
+                "system": options.system,
+                **overrides,
+            },
+        )
         return _Turn(self, request, speech_end_at)
 
     async def _start(self, turn: TurnInput, *, speech_end_at: float | None, **overrides) -> None:

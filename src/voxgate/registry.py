@@ -73,15 +73,19 @@ class _Loaded:
 
 
 # Progress reports of a pull, one JSON object each (streamed as NDJSON by the API).
-Report = Callable[[dict], None]
+Report = Callable[[dict], object]  # what it returns is ignored
 
 
 class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models_dir = settings.models_dir
-        self.defaults: dict[Role, str] = {Role.STT: settings.stt_model, Role.LLM: settings.llm_model,
-                                          Role.TTS: settings.tts_model, Role.TURN: settings.turn_model}
+        self.defaults: dict[Role, str] = {
+            Role.STT: settings.stt_model,
+            Role.LLM: settings.llm_model,
+            Role.TTS: settings.tts_model,
+            Role.TURN: settings.turn_model,
+        }
         self._loaded: dict[str, _Loaded] = {}
         self._preparing: set[str] = set()
         self._lock = threading.Lock()
@@ -118,7 +122,7 @@ class Registry:
 
     def custom(self, name: str | None) -> CustomModel | None:
         manifest = self._manifest(name)
-        if manifest is None or manifest["source"] != "custom":
+        if name is None or manifest is None or manifest["source"] != "custom":
             return None
         return CustomModel(name, manifest["base"], manifest["persona"])
 
@@ -145,8 +149,12 @@ class Registry:
         s = self.settings
         if backend := self._remote(role, name):
             key = getattr(s, f"{role.value}_api_key")
-            remote = {"url": getattr(s, f"{role.value}_url"), "api_key": key.get_secret_value() if key else None,
-                      "timeout": s.backend_timeout, "retries": s.backend_retries}
+            remote = {
+                "url": getattr(s, f"{role.value}_url"),
+                "api_key": key.get_secret_value() if key else None,
+                "timeout": s.backend_timeout,
+                "retries": s.backend_retries,
+            }
             if role == Role.STT:
                 from voxgate.engines.openai_stt import OpenAISTT
 
@@ -183,10 +191,14 @@ class Registry:
         if role == Role.LLM:
             from voxgate.engines.llamacpp import LlamaCppLLM
 
-            draft = (models.resolve(s.llm_draft_model, role, self.models_dir)[1]
-                     if s.llm_draft_model and name == s.llm_model else None)
-            return LlamaCppLLM(display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots,
-                               draft=draft)
+            draft = (
+                models.resolve(s.llm_draft_model, role, self.models_dir)[1]
+                if s.llm_draft_model and name == s.llm_model
+                else None
+            )
+            return LlamaCppLLM(
+                display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots, draft=draft
+            )
         if role == Role.TURN:
             from voxgate.engines.smart_turn import SmartTurn
 
@@ -227,6 +239,8 @@ class Registry:
         if custom := self.custom(name):
             name = custom.base
         role = self.role_of(name)
+        if role is None:
+            raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
         self._load(role, self.require(role, name)).last_used = time.monotonic()
 
     def load_defaults(self) -> "Registry":
@@ -253,8 +267,11 @@ class Registry:
             return []
         now = time.monotonic()
         with self._lock:
-            idle = [n for n, e in self._loaded.items()
-                    if n not in self.defaults.values() and e.users == 0 and now - e.last_used > timeout]
+            idle = [
+                n
+                for n, e in self._loaded.items()
+                if n not in self.defaults.values() and e.users == 0 and now - e.last_used > timeout
+            ]
             for name in idle:
                 del self._loaded[name]
         return idle
@@ -287,22 +304,37 @@ class Registry:
         found: dict[str, ModelInfo] = {}
         for m in CATALOG.values():
             found[m.name] = ModelInfo(
-                m.name, m.role, "catalog", self._state(m.name, models.is_prepared(self.models_dir, m.name)),
-                m.name in defaults, m.size_bytes, m.license, m.description,
-                sha256={f.name: f.sha256 for f in m.files})
+                m.name,
+                m.role,
+                "catalog",
+                self._state(m.name, models.is_prepared(self.models_dir, m.name)),
+                m.name in defaults,
+                m.size_bytes,
+                m.license,
+                m.description,
+                sha256={f.name: f.sha256 for f in m.files},
+            )
         for man in models.manifests(self.models_dir):
             name = man["name"]
             found[name] = ModelInfo(
-                name, Role(man["role"]), man["source"],
+                name,
+                Role(man["role"]),
+                man["source"],
                 self._state(man.get("base", name), True) if man["source"] == "custom" else self._state(name, True),
-                name in defaults, man["size_bytes"], description=man.get("origin"), base=man.get("base"),
-                persona=man.get("persona"), sha256=man["files"] or None)
+                name in defaults,
+                man["size_bytes"],
+                description=man.get("origin"),
+                base=man.get("base"),
+                persona=man.get("persona"),
+                sha256=man["files"] or None,
+            )
         for role in Role:
             name = self.defaults[role]
             if backend := self._remote(role, name):
                 url = getattr(self.settings, f"{role.value}_url")
-                found[name] = ModelInfo(name, role, "remote", self._state(name, True), True,
-                                        description=f"{backend} backend at {url}")
+                found[name] = ModelInfo(
+                    name, role, "remote", self._state(name, True), True, description=f"{backend} backend at {url}"
+                )
             elif name.startswith(ESPEAK_PREFIX):
                 found[name] = ModelInfo(name, role, "espeak-ng", self._state(name, True), True)
             elif name not in found:
@@ -341,15 +373,16 @@ class Registry:
             with self._lock:
                 self._preparing.discard(name)
 
-    def import_model(self, name: str, role: Role, path: Path, sha256: str | None = None,
-                     progress: models.Progress | None = None) -> ModelInfo:
+    def import_model(
+        self, name: str, role: Role, path: Path, sha256: str | None = None, progress: models.Progress | None = None
+    ) -> ModelInfo:
         models.import_files(self.models_dir, name, role, path, sha256, progress)
         return self.info(name)
 
     def create(self, name: str, base: str, persona: dict) -> ModelInfo:
         """A custom model: `base` LLM + persona, usable by name wherever a model is named."""
-        if self.custom(base):
-            base = self.custom(base).base  # a custom model on a custom model: flatten
+        if custom := self.custom(base):
+            base = custom.base  # a custom model on a custom model: flatten
         self.require(Role.LLM, base)
         if persona.get("voice"):
             self.voice_for(None, persona["voice"])
@@ -366,14 +399,17 @@ class Registry:
         """Remove a prepared, imported or custom model and free its disk."""
         info = self.info(name)
         if info.default:
-            raise Conflict(f"{name!r} is the default {info.role.value} model; make another the default first",
-                           code="model_in_use")
+            raise Conflict(
+                f"{name!r} is the default {info.role.value} model; make another the default first", code="model_in_use"
+            )
         dependants = [m.name for m in self.all_models() if m.base == name]
         if dependants:
             raise Conflict(f"{name!r} is the base of {', '.join(dependants)}; delete those first", code="model_in_use")
         if info.source not in ("catalog", "imported", "custom") or info.state in ("available", "preparing"):
-            raise Conflict(f"{name!r} is {info.state if info.source == 'catalog' else info.source}: nothing to delete",
-                           code="not_deletable")
+            raise Conflict(
+                f"{name!r} is {info.state if info.source == 'catalog' else info.source}: nothing to delete",
+                code="not_deletable",
+            )
         for voice in CATALOG[name].voices if info.source == "catalog" else ():  # its other voices too
             self.unload(voice_id(CATALOG[name], voice))
         self.unload(name)
@@ -393,20 +429,30 @@ class Registry:
             if info.role != Role.TTS:
                 continue
             if info.source == "remote":
-                found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
+                found.append(Voice(info.name, None, self.settings.tts_voice or info.name, "openai"))
             elif info.source == "catalog" and info.state in ("ready", "loaded"):
                 model = CATALOG[info.name]
-                found += [Voice(voice_id(model, v), v.language, v.name, model.engine, v.gender, v.quality)
-                          for v in model.voices]
+                assert model.engine, f"the catalog's TTS model {model.name} names no engine"
+                found += [
+                    Voice(voice_id(model, v), v.language, v.name, model.engine, v.gender, v.quality)
+                    for v in model.voices
+                ]
             elif info.source in ("imported", "path") and info.state in ("ready", "loaded"):
                 _, path = models.resolve(info.name, Role.TTS, self.models_dir)
                 config = json.loads(path.with_name(path.name + ".json").read_text())
                 language = config.get("language", {})
-                found.append(Voice(info.name, language.get("code", "").replace("_", "-").lower() or None,
-                                   config.get("dataset", info.name), "piper",
-                                   quality=config.get("audio", {}).get("quality")))
-        found += [Voice(ESPEAK_PREFIX + v.id, v.language, v.name, "espeak-ng", gender=v.gender)
-                  for v in espeak_voices()]
+                found.append(
+                    Voice(
+                        info.name,
+                        language.get("code", "").replace("_", "-").lower() or None,
+                        config.get("dataset", info.name),
+                        "piper",
+                        quality=config.get("audio", {}).get("quality"),
+                    )
+                )
+        found += [
+            Voice(ESPEAK_PREFIX + v.id, v.language, v.name, "espeak-ng", gender=v.gender) for v in espeak_voices()
+        ]
         return found
 
     def voice_for(self, language: str | None, requested: str | None = None) -> str:
@@ -422,11 +468,12 @@ class Registry:
         if language is None:
             return default
         wanted = base_language(language)
-        speaks = {v.id: v.language for v in voices}
-        if default not in speaks or speaks[default] is None or base_language(speaks[default]) == wanted:
+        spoken = next((v.language for v in voices if v.id == default), None)
+        if spoken is None or base_language(spoken) == wanted:
             return default
-        neural = [v.id for v in voices
-                  if v.engine != "espeak-ng" and v.language and base_language(v.language) == wanted]
+        neural = [
+            v.id for v in voices if v.engine != "espeak-ng" and v.language and base_language(v.language) == wanted
+        ]
         if neural:
             return neural[0]
         from voxgate.engines.espeak import espeak_language

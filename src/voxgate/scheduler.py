@@ -57,8 +57,9 @@ class DeadlinePool:
         self._ready = threading.Condition()
         self._seq = itertools.count()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"voxgate-{name}-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"voxgate-{name}-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -67,8 +68,9 @@ class DeadlinePool:
         with self._ready:
             if self._closed:
                 raise RuntimeError("the pool is closed")
-            heapq.heappush(self._jobs, _Job(current_deadline() if deadline is None else deadline,
-                                            next(self._seq), future, fn))
+            heapq.heappush(
+                self._jobs, _Job(current_deadline() if deadline is None else deadline, next(self._seq), future, fn)
+            )
             self._ready.notify()
         return future
 

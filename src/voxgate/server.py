@@ -56,9 +56,14 @@ class GuardedHttp(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._receiving = False  # part of a request's head has come
         if len(self.connections) > self.max_connections:
-            self._cut("too_many_connections", Unavailable(
-                f"the server has {self.max_connections} connections open; retry shortly",
-                code="too_many_connections", retry_after=1))
+            self._cut(
+                "too_many_connections",
+                Unavailable(
+                    f"the server has {self.max_connections} connections open; retry shortly",
+                    code="too_many_connections",
+                    retry_after=1,
+                ),
+            )
         else:
             self._arm(self.header_timeout, "header_timeout")
 
@@ -116,18 +121,36 @@ class GuardedHttp(HttpToolsProtocol):
         metrics.CONNECTIONS_CUT.labels(reason).inc()
         if error is not None:
             body = json.dumps(error.envelope()).encode()
-            headers = [*self.server_state.default_headers, (b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
-                       *((name.lower().encode(), value.encode()) for name, value in error.headers().items())]
-            self.transport.write(b"".join([f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n".encode(),
-                                           *(b"%s: %s\r\n" % header for header in headers), b"\r\n", body]))
+            headers = [
+                *self.server_state.default_headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *((name.lower().encode(), value.encode()) for name, value in error.headers().items()),
+            ]
+            self.transport.write(
+                b"".join(
+                    [
+                        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n".encode(),
+                        *(b"%s: %s\r\n" % header for header in headers),
+                        b"\r\n",
+                        body,
+                    ]
+                )
+            )
         self.transport.close()
 
 
 def guarded_http(settings: Settings) -> type[GuardedHttp]:
-    return type("GuardedHttp", (GuardedHttp,), {"header_timeout": settings.header_timeout,
-                                                "body_timeout": settings.body_timeout,
-                                                "max_connections": settings.max_connections})
+    return type(
+        "GuardedHttp",
+        (GuardedHttp,),
+        {
+            "header_timeout": settings.header_timeout,
+            "body_timeout": settings.body_timeout,
+            "max_connections": settings.max_connections,
+        },
+    )
 
 
 class DrainingServer(uvicorn.Server):
@@ -148,7 +171,9 @@ class DrainingServer(uvicorn.Server):
         # A signal handler runs between two bytecodes of whatever the loop was doing:
         # hand the work to the loop instead of doing it here.
         self._signals += 1
-        if self._signals == 1:
+        if self._loop is None:  # a signal before serving began: nothing to drain
+            super().handle_exit(sig, frame)
+        elif self._signals == 1:
             self._loop.call_soon_threadsafe(self._start_draining, sig)
         elif self._signals == 2:
             self._loop.call_soon_threadsafe(self._shutdown.hurry)
@@ -156,8 +181,11 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
     def _start_draining(self, sig: int) -> None:
-        log.info("%s: shutting down; turns in flight have %g s to finish (signal again to stop them now)",
-                 signal.Signals(sig).name, self._shutdown.grace_seconds)
+        log.info(
+            "%s: shutting down; turns in flight have %g s to finish (signal again to stop them now)",
+            signal.Signals(sig).name,
+            self._shutdown.grace_seconds,
+        )
         self._draining = asyncio.create_task(self._drain_then_stop(sig))
 
     async def _drain_then_stop(self, sig: int) -> None:
@@ -168,9 +196,13 @@ class DrainingServer(uvicorn.Server):
 def serve(app, settings: Settings, host: str, port: int) -> None:
     """Serve `app` (from `create_app(settings)`) until a signal has drained it."""
     config = uvicorn.Config(
-        app, host=host, port=port,
-        http=guarded_http(settings), timeout_keep_alive=settings.keep_alive_timeout,
+        app,
+        host=host,
+        port=port,
+        http=guarded_http(settings),
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=SHUTDOWN_TAIL_SECONDS,
-        log_config=None, access_log=False,  # logs.configure set up logging; the app writes the access log
+        log_config=None,
+        access_log=False,  # logs.configure set up logging; the app writes the access log
     )
     DrainingServer(config, app.state.shutdown).run()

@@ -10,7 +10,7 @@ Who decides what: a field the request sets wins; then a custom model's persona; 
 conversation's (or the user's default) persona; then the settings.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,10 +48,18 @@ class StoredTurn:
 
     def summary(self) -> dict:
         result = self.result
-        return {"reply": result.reply, "transcript": result.transcript, "language": result.language,
-                "voice": result.voice, "models": result.models,
-                "conversation_id": self.conversation_id, "message_id": self.reply_message_id,
-                "persona": self.persona, "timings": result.timings, "usage": result.usage}
+        return {
+            "reply": result.reply,
+            "transcript": result.transcript,
+            "language": result.language,
+            "voice": result.voice,
+            "models": result.models,
+            "conversation_id": self.conversation_id,
+            "message_id": self.reply_message_id,
+            "persona": self.persona,
+            "timings": result.timings,
+            "usage": result.usage,
+        }
 
 
 def wire_event(event: TurnEvent | StoredTurn, voice_format: str) -> tuple[str, dict]:
@@ -84,11 +92,11 @@ class PreparedTurn:
     persona: str
     persona_requested: str | None  # stored on a new conversation, so it keeps its persona
 
-    def events(self) -> AsyncIterator[TurnEvent]:
+    def events(self) -> AsyncGenerator[TurnEvent, None]:
         """The answer as it is made, ending with TurnDone; nothing is stored."""
         return self.service.pipeline.stream_turn(self.request)
 
-    async def stream(self) -> AsyncIterator[TurnEvent | StoredTurn]:
+    async def stream(self) -> AsyncGenerator[TurnEvent | StoredTurn, None]:
         """The answer as it is made, committed at its end: the last event is the StoredTurn.
         Leaving early stops the models and stores nothing."""
         events = self.events()
@@ -108,25 +116,51 @@ class PreparedTurn:
         async with self.service.db.session() as session, session.begin():
             conversation = self.conversation
             if conversation is None:
-                conversation = Conversation(id=new_id(), user_id=self.user.id, persona=self.persona_requested,
-                                            title=(result.transcript or request.text or "")[:80].strip())
+                conversation = Conversation(
+                    id=new_id(),
+                    user_id=self.user.id,
+                    persona=self.persona_requested,
+                    title=(result.transcript or request.text or "")[:80].strip(),
+                )
                 session.add(conversation)
                 seq = 1
             else:
                 conversation = await session.merge(conversation, load=False)
                 seq = await repo.next_seq(session, conversation.id)
             conversation.updated_at = utcnow()
-            question = Message(id=new_id(), conversation_id=conversation.id, seq=seq, role="user",
-                               text=result.transcript or request.text, transcript=result.transcript,
-                               language=result.language, persona=self.persona)
-            answer = Message(id=new_id(), conversation_id=conversation.id, seq=seq + 1, role="assistant",
-                             text=result.reply, language=result.language, persona=self.persona,
-                             models=result.models, voice=result.voice, timings=result.timings)
+            question = Message(
+                id=new_id(),
+                conversation_id=conversation.id,
+                seq=seq,
+                role="user",
+                text=result.transcript or request.text,
+                transcript=result.transcript,
+                language=result.language,
+                persona=self.persona,
+            )
+            answer = Message(
+                id=new_id(),
+                conversation_id=conversation.id,
+                seq=seq + 1,
+                role="assistant",
+                text=result.reply,
+                language=result.language,
+                persona=self.persona,
+                models=result.models,
+                voice=result.voice,
+                timings=result.timings,
+            )
             if settings.store_audio:
-                question.audio_path = _save_audio(settings, conversation.id, question.id, request.audio,
-                                                  CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"))
-                answer.audio_path = _save_audio(settings, conversation.id, answer.id, result.speech,
-                                                result.speech_format or "bin")
+                question.audio_path = _save_audio(
+                    settings,
+                    conversation.id,
+                    question.id,
+                    request.audio,
+                    CONTAINER_EXTENSIONS.get(result.input_container or "", "bin"),
+                )
+                answer.audio_path = _save_audio(
+                    settings, conversation.id, answer.id, result.speech, result.speech_format or "bin"
+                )
             session.add_all([question, answer])
         metrics.observe_turn(result.timings)
         return StoredTurn(result, conversation.id, self.persona, question.id, answer.id)
@@ -136,8 +170,9 @@ class TurnService:
     def __init__(self, pipeline: Pipeline, db: Database, settings: Settings):
         self.pipeline, self.db, self.settings = pipeline, db, settings
 
-    async def prepare(self, user: User, request: TurnInput, *, conversation_id: str | None = None,
-                      persona: str | None = None) -> PreparedTurn:
+    async def prepare(
+        self, user: User, request: TurnInput, *, conversation_id: str | None = None, persona: str | None = None
+    ) -> PreparedTurn:
         """Resolve who answers and how, and load the conversation's history."""
         async with self.db.session() as session:
             if conversation_id:
@@ -145,11 +180,13 @@ class TurnService:
             else:  # refused before any model runs
                 await repo.check_conversation_quota(session, user, self.settings.max_conversations)
                 conversation = None
-            spec = await repo.get_persona(session, user, persona or (conversation and conversation.persona)
-                                          or user.default_persona)
+            spec = await repo.get_persona(
+                session, user, persona or (conversation and conversation.persona) or user.default_persona
+            )
         custom = self.pipeline.models.custom(request.model)
-        filled = fill_open({key: getattr(request, key) for key in PERSONA_FIELDS},
-                           custom.persona if custom else {}, spec.as_fields())
+        filled = fill_open(
+            {key: getattr(request, key) for key in PERSONA_FIELDS}, custom.persona if custom else {}, spec.as_fields()
+        )
         history = tuple(ChatMessage(m.role, m.text) for m in conversation.messages) if conversation else ()
         request = replace(request, **filled, model=custom.base if custom else request.model, history=history)
         return PreparedTurn(self, user, request, conversation, spec.name, persona)
@@ -161,8 +198,7 @@ class TurnService:
             message.text = text
 
 
-def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str
-                ) -> str | None:
+def _save_audio(settings: Settings, conversation_id: str, message_id: str, data: bytes | None, ext: str) -> str | None:
     """Write before the commit: a crash in between leaves an unreferenced file, never a
     stored message pointing at audio that does not exist."""
     if not data:

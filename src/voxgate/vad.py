@@ -19,8 +19,16 @@ RATE = 16_000
 
 
 class SpeechDetector:
-    def __init__(self, *, threshold: float = 0.5, pause_ms: int = 200, end_ms: int = 2000,
-                 min_speech_ms: int = 120, preroll_ms: int = 300, max_seconds: float = 60.0):
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.5,
+        pause_ms: int = 200,
+        end_ms: int = 2000,
+        min_speech_ms: int = 120,
+        preroll_ms: int = 300,
+        max_seconds: float = 60.0,
+    ):
         self.threshold = threshold
         self._pause_frames = max(1, round(pause_ms / FRAME_MS))
         self._end_frames = max(self._pause_frames, round(end_ms / FRAME_MS))

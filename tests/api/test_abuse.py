@@ -21,11 +21,14 @@ def refused(response, status: int, code: str, says: str) -> None:
     assert error["code"] == code and says in error["message"], error
 
 
-@pytest.mark.parametrize("path, body, says", [
-    ("/v1/chat", f'{{"text": {SURROGATE}}}', "lone surrogate"),
-    ("/v1/chat/completions", f'{{"messages": [{{"role": "user", "content": {SURROGATE}}}]}}', "lone surrogate"),
-    ("/v1/audio/speech", f'{{"input": {SURROGATE}}}', "unicode string"),  # Pydantic's own check there
-])
+@pytest.mark.parametrize(
+    "path, body, says",
+    [
+        ("/v1/chat", f'{{"text": {SURROGATE}}}', "lone surrogate"),
+        ("/v1/chat/completions", f'{{"messages": [{{"role": "user", "content": {SURROGATE}}}]}}', "lone surrogate"),
+        ("/v1/audio/speech", f'{{"input": {SURROGATE}}}', "unicode string"),  # Pydantic's own check there
+    ],
+)
 def test_a_lone_surrogate_is_refused_before_any_model_runs(client, path, body, says):
     refused(raw(client, "POST", path, body), 422, "invalid_schema", says)
 
@@ -37,8 +40,12 @@ def test_a_nul_byte_is_refused_on_every_database(client):
 
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "flac"])
 def test_speech_with_nothing_to_say_is_a_400(client, fmt):
-    refused(client.post("/v1/audio/speech", json={"input": "\u0001", "response_format": fmt}),
-            400, "empty_text", "nothing to speak")
+    refused(
+        client.post("/v1/audio/speech", json={"input": "\u0001", "response_format": fmt}),
+        400,
+        "empty_text",
+        "nothing to speak",
+    )
 
 
 def test_deeply_nested_json_is_a_400(client):

@@ -43,20 +43,30 @@ def _token(**claims) -> dict:
     return {"sub": "x", "exp": datetime.now(UTC) + timedelta(minutes=5), **claims}
 
 
-@pytest.mark.parametrize(("case", "headers", "code"), [
-    ("missing", {}, "missing_token"),
-    ("not bearer", {"Authorization": "Basic dXNlcjpwdw=="}, "malformed_token"),
-    ("empty bearer", {"Authorization": "Bearer"}, "malformed_token"),
-    ("garbage", bearer("not.a.jwt"), "invalid_token"),
-    ("unknown api key", bearer("vg_" + "x" * 43), "invalid_api_key"),
-    ("wrong signature",
-     bearer(jwt.encode(_token(), "another-secret-of-a-healthy-length-0123456789", algorithm="HS256")),
-     "invalid_token"),
-    ("alg none", bearer(jwt.encode(_token(), None, algorithm="none")), "invalid_token"),
-    ("expired", bearer(jwt.encode(_token(exp=datetime.now(UTC) - timedelta(minutes=1)), TEST_JWT_SECRET,
-                                  algorithm="HS256")), "token_expired"),
-    ("no expiry", bearer(jwt.encode({"sub": "x"}, TEST_JWT_SECRET, algorithm="HS256")), "invalid_token"),
-])
+@pytest.mark.parametrize(
+    ("case", "headers", "code"),
+    [
+        ("missing", {}, "missing_token"),
+        ("not bearer", {"Authorization": "Basic dXNlcjpwdw=="}, "malformed_token"),
+        ("empty bearer", {"Authorization": "Bearer"}, "malformed_token"),
+        ("garbage", bearer("not.a.jwt"), "invalid_token"),
+        ("unknown api key", bearer("vg_" + "x" * 43), "invalid_api_key"),
+        (
+            "wrong signature",
+            bearer(jwt.encode(_token(), "another-secret-of-a-healthy-length-0123456789", algorithm="HS256")),
+            "invalid_token",
+        ),
+        ("alg none", bearer(jwt.encode(_token(), None, algorithm="none")), "invalid_token"),
+        (
+            "expired",
+            bearer(
+                jwt.encode(_token(exp=datetime.now(UTC) - timedelta(minutes=1)), TEST_JWT_SECRET, algorithm="HS256")
+            ),
+            "token_expired",
+        ),
+        ("no expiry", bearer(jwt.encode({"sub": "x"}, TEST_JWT_SECRET, algorithm="HS256")), "invalid_token"),
+    ],
+)
 def test_bad_tokens_get_401(server, case, headers, code):
     for path in ("/v1/me", "/v1/conversations", "/v1/models"):
         r = httpx.get(f"{server.url}{path}", headers=headers)

@@ -59,11 +59,14 @@ def test_voice_in_voice_out(client, france_wav):
     assert overlap(reply, heard) >= 0.6, (reply, heard)
 
 
-@pytest.mark.parametrize(("fmt", "media_type", "magic"), [
-    ("mp3", "audio/mpeg", (b"ID3", b"\xff\xfb", b"\xff\xf3")),
-    ("opus", "audio/ogg; codecs=opus", (b"OggS",)),
-    ("flac", "audio/flac", (b"fLaC",)),
-])
+@pytest.mark.parametrize(
+    ("fmt", "media_type", "magic"),
+    [
+        ("mp3", "audio/mpeg", (b"ID3", b"\xff\xfb", b"\xff\xf3")),
+        ("opus", "audio/ogg; codecs=opus", (b"OggS",)),
+        ("flac", "audio/flac", (b"fLaC",)),
+    ],
+)
 def test_voice_reply_formats(client, fmt, media_type, magic):
     r = client.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice_format": fmt})
     assert r.status_code == 200, r.text
@@ -82,12 +85,15 @@ def test_raw_pcm_reply_has_its_rate_in_a_header(client):
 
 
 def test_system_prompt_and_sampling_options(client):
-    r = client.post("/v1/chat", json={
-        "text": "What is the capital of France?",
-        "system": "Reply with exactly one word: the name of the city. No punctuation.",
-        "max_tokens": 5,
-        "temperature": 0,
-    })
+    r = client.post(
+        "/v1/chat",
+        json={
+            "text": "What is the capital of France?",
+            "system": "Reply with exactly one word: the name of the city. No punctuation.",
+            "max_tokens": 5,
+            "temperature": 0,
+        },
+    )
     assert r.status_code == 200, r.text
     reply = r.json()["reply"]
     assert "paris" in reply.lower()

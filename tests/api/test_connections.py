@@ -16,9 +16,14 @@ HEADER, BODY, KEEP_ALIVE, CAP = 1.5, 2.0, 3, 12
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    started = start_server(tmp_path_factory.mktemp("connections"), VOXGATE_HEADER_TIMEOUT=str(HEADER),
-                           VOXGATE_BODY_TIMEOUT=str(BODY), VOXGATE_KEEP_ALIVE_TIMEOUT=str(KEEP_ALIVE),
-                           VOXGATE_MAX_CONNECTIONS=str(CAP), VOXGATE_WARMUP="false")
+    started = start_server(
+        tmp_path_factory.mktemp("connections"),
+        VOXGATE_HEADER_TIMEOUT=str(HEADER),
+        VOXGATE_BODY_TIMEOUT=str(BODY),
+        VOXGATE_KEEP_ALIVE_TIMEOUT=str(KEEP_ALIVE),
+        VOXGATE_MAX_CONNECTIONS=str(CAP),
+        VOXGATE_WARMUP="false",
+    )
     yield started
     stop_server(started)
 
@@ -94,8 +99,11 @@ def test_a_slow_second_request_on_a_kept_alive_connection_is_cut_too(server):
 def test_a_body_that_does_not_arrive_is_cut_with_408(server):
     with open_socket(server) as sock:
         started = time.monotonic()
-        sock.send(b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + server.key.encode() +
-                  b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\": ")
+        sock.send(
+            b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + server.key.encode()
+            + b'\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"text": '
+        )
         status, _, body = envelope(read_until_closed(sock))
         assert BODY - 0.2 <= time.monotonic() - started < BODY + 3
     assert status == 408 and "body" in body["error"]["message"]

@@ -8,12 +8,18 @@ from conftest import add_user, words
 
 
 def test_two_turn_voice_conversation_remembers_the_name(client, piper_speak):
-    first = client.post("/v1/chat", files={"audio": ("1.wav", piper_speak("My name is Ada."))},
-                        data={"reply_as": "voice", "temperature": "0"})  # greedy: no sampled misspelling
+    first = client.post(
+        "/v1/chat",
+        files={"audio": ("1.wav", piper_speak("My name is Ada."))},
+        data={"reply_as": "voice", "temperature": "0"},
+    )  # greedy: no sampled misspelling
     assert first.status_code == 200, first.text
     conversation = first.headers["x-voxgate-conversation"]
-    second = client.post("/v1/chat", files={"audio": ("2.wav", piper_speak("What is my name?"))},
-                         data={"reply_as": "voice", "conversation_id": conversation, "temperature": "0"})
+    second = client.post(
+        "/v1/chat",
+        files={"audio": ("2.wav", piper_speak("What is my name?"))},
+        data={"reply_as": "voice", "conversation_id": conversation, "temperature": "0"},
+    )
     assert second.status_code == 200, second.text
     assert second.headers["x-voxgate-conversation"] == conversation
     assert "ada" in words(unquote(second.headers["x-voxgate-reply"]))

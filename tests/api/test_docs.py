@@ -65,8 +65,14 @@ def test_the_bearer_scheme_guards_the_api_but_not_login(spec):
     scheme = spec["components"]["securitySchemes"]["HTTPBearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer") and "API key" in scheme["description"]
     paths = spec["paths"]
-    for path, method in [("/v1/chat", "post"), ("/v1/chat/completions", "post"), ("/v1/audio/speech", "post"),
-                         ("/v1/audio/transcriptions", "post"), ("/v1/conversations", "get"), ("/v1/me", "get")]:
+    for path, method in [
+        ("/v1/chat", "post"),
+        ("/v1/chat/completions", "post"),
+        ("/v1/audio/speech", "post"),
+        ("/v1/audio/transcriptions", "post"),
+        ("/v1/conversations", "get"),
+        ("/v1/me", "get"),
+    ]:
         assert paths[path][method]["security"] == [{"HTTPBearer": []}], path
     assert "security" not in paths["/v1/auth/login"]["post"] and "security" not in paths["/healthz"]["get"]
 
@@ -77,10 +83,15 @@ def _schema(spec: dict, ref_or_schema: dict) -> dict:
     return ref_or_schema
 
 
-@pytest.mark.parametrize(("path", "field"), [
-    ("/v1/chat", "text"), ("/v1/chat/completions", "messages"), ("/v1/audio/speech", "input"),
-    ("/v1/auth/login", "username"),
-])
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/chat", "text"),
+        ("/v1/chat/completions", "messages"),
+        ("/v1/audio/speech", "input"),
+        ("/v1/auth/login", "username"),
+    ],
+)
 def test_request_bodies_have_real_examples(spec, path, field):
     body = _schema(spec, spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"])
     examples = body["examples"]
@@ -103,13 +114,16 @@ def test_replies_have_examples(spec):
         assert reply["examples"], path
 
 
-@pytest.mark.parametrize(("path", "method", "statuses"), [
-    ("/v1/chat", "post", {"400", "401", "413", "415", "422", "429", "503"}),
-    ("/v1/audio/transcriptions", "post", {"400", "401", "413", "415", "503"}),
-    ("/v1/auth/login", "post", {"401", "422", "429"}),
-    ("/v1/conversations/{conversation_id}", "get", {"401", "404"}),
-    ("/readyz", "get", {"503"}),
-])
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/v1/chat", "post", {"400", "401", "413", "415", "422", "429", "503"}),
+        ("/v1/audio/transcriptions", "post", {"400", "401", "413", "415", "503"}),
+        ("/v1/auth/login", "post", {"401", "422", "429"}),
+        ("/v1/conversations/{conversation_id}", "get", {"401", "404"}),
+        ("/readyz", "get", {"503"}),
+    ],
+)
 def test_error_responses_are_documented_with_the_envelope(spec, path, method, statuses):
     responses = spec["paths"][path][method]["responses"]
     assert statuses <= responses.keys()
@@ -140,8 +154,10 @@ def try_it_out(page, operation_id: str) -> tuple[str, str]:
     execute.click()
     answer = operation.locator(".live-responses-table .response")
     answer.locator(".response-col_status").wait_for(timeout=120_000)
-    return (answer.locator(".response-col_status").inner_text().strip(),
-            answer.locator(".response-col_description pre").first.inner_text())
+    return (
+        answer.locator(".response-col_status").inner_text().strip(),
+        answer.locator(".response-col_description pre").first.inner_text(),
+    )
 
 
 def test_authorize_and_try_it_out_work_in_a_browser_with_no_way_out(docs_server):
@@ -160,8 +176,9 @@ def test_authorize_and_try_it_out_work_in_a_browser_with_no_way_out(docs_server)
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=str(chromium), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 2400})
             page.route("**/*", only_the_server)

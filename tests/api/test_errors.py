@@ -23,14 +23,17 @@ def post_audio(client, data: bytes, name: str = "question.wav", content_type: st
     return client.post("/v1/chat", files={"audio": (name, data, content_type)}, data=fields)
 
 
-@pytest.mark.parametrize(("case", "status", "code"), [
-    ("zero_bytes", 400, "empty_audio"),
-    ("text_named_wav", 415, "unsupported_audio"),
-    ("random_bytes", 415, "unsupported_audio"),
-    ("header_only_wav", 400, "empty_audio"),
-    ("silence", 400, "no_speech"),
-    ("png_image", 415, "unsupported_audio"),
-])
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("zero_bytes", 400, "empty_audio"),
+        ("text_named_wav", 415, "unsupported_audio"),
+        ("random_bytes", 415, "unsupported_audio"),
+        ("header_only_wav", 400, "empty_audio"),
+        ("silence", 400, "no_speech"),
+        ("png_image", 415, "unsupported_audio"),
+    ],
+)
 def test_broken_audio(client, france_wav, case, status, code):
     data = {
         "zero_bytes": b"",
@@ -55,8 +58,12 @@ def test_truncated_wav_still_answers_from_what_arrived(client, france_wav):
 def short():
     """A server with short limits: 1 s of audio, 512 tokens of LLM context. Also runs the
     single-user mode: with auth off no token is needed."""
-    server = start_server(Path(tempfile.mkdtemp(prefix="short-")), VOXGATE_MAX_AUDIO_SECONDS="1",
-                          VOXGATE_LLM_CONTEXT="512", VOXGATE_AUTH="off")
+    server = start_server(
+        Path(tempfile.mkdtemp(prefix="short-")),
+        VOXGATE_MAX_AUDIO_SECONDS="1",
+        VOXGATE_LLM_CONTEXT="512",
+        VOXGATE_AUTH="off",
+    )
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
     stop_server(server)
@@ -84,8 +91,9 @@ def test_a_question_longer_than_the_context_is_a_400_and_stores_nothing(short):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_completions_longer_than_the_context_are_a_400(short, stream):
-    r = short.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": LONG_QUESTION}],
-                                                 "stream": stream})
+    r = short.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": LONG_QUESTION}], "stream": stream}
+    )
     assert "512" in assert_error(r, 400, "context_length_exceeded")["message"]
 
 
@@ -93,8 +101,9 @@ def test_a_conversation_past_the_context_keeps_answering(short):
     question = "Here is a long story about my garden, the roses and the apple trees in it. " * 6 + "Say hi."
     conversation = None
     for _ in range(4):  # together far more than 512 tokens: the oldest turns are left out
-        r = short.post("/v1/chat", json={"text": question, "max_tokens": 8, "temperature": 0,
-                                         "conversation_id": conversation})
+        r = short.post(
+            "/v1/chat", json={"text": question, "max_tokens": 8, "temperature": 0, "conversation_id": conversation}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["reply"].strip()
         conversation = r.json()["conversation_id"]
@@ -116,17 +125,20 @@ def test_chunked_upload_over_the_limit_is_refused_while_reading(client):
     assert_error(r, 413)
 
 
-@pytest.mark.parametrize(("payload", "status", "code"), [
-    ({"text": "hi", "reply_as": "video"}, 400, "bad_reply_as"),
-    ({"text": "hi", "reply_as": "voice", "voice_format": "aiff"}, 400, "bad_voice_format"),
-    ({}, 400, "text_or_audio"),
-    ({"text": "   "}, 400, "empty_text"),
-    ({"text": "x " * 5000}, 413, "text_too_long"),
-    ({"text": "hi", "max_tokens": -1}, 422, "invalid_schema"),
-    ({"text": "hi", "temperature": "hot"}, 422, "invalid_schema"),
-    ({"text": "hi", "surprise": 1}, 422, "invalid_schema"),
-    (["not", "an", "object"], 400, "invalid_json"),
-])
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"text": "hi", "reply_as": "video"}, 400, "bad_reply_as"),
+        ({"text": "hi", "reply_as": "voice", "voice_format": "aiff"}, 400, "bad_voice_format"),
+        ({}, 400, "text_or_audio"),
+        ({"text": "   "}, 400, "empty_text"),
+        ({"text": "x " * 5000}, 413, "text_too_long"),
+        ({"text": "hi", "max_tokens": -1}, 422, "invalid_schema"),
+        ({"text": "hi", "temperature": "hot"}, 422, "invalid_schema"),
+        ({"text": "hi", "surprise": 1}, 422, "invalid_schema"),
+        (["not", "an", "object"], 400, "invalid_json"),
+    ],
+)
 def test_bad_json_requests(client, payload, status, code):
     assert_error(client.post("/v1/chat", json=payload), status, code)
 
@@ -167,13 +179,17 @@ def test_server_survives_the_corpus_and_leaks_no_temp_files(client, server_tmpdi
 
 
 def test_full_queue_answers_503_with_retry_after(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("busy"), VOXGATE_LLM_SLOTS="1", VOXGATE_QUEUE_SIZE="0",
-                          VOXGATE_AUTH="off")
+    server = start_server(
+        tmp_path_factory.mktemp("busy"), VOXGATE_LLM_SLOTS="1", VOXGATE_QUEUE_SIZE="0", VOXGATE_AUTH="off"
+    )
     try:
+
         def ask(_):
-            return httpx.post(f"{server.url}/v1/chat",
-                              json={"text": "Count from one to forty in words.", "max_tokens": 120},
-                              timeout=120)
+            return httpx.post(
+                f"{server.url}/v1/chat",
+                json={"text": "Count from one to forty in words.", "max_tokens": 120},
+                timeout=120,
+            )
 
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             responses = list(pool.map(ask, range(3)))

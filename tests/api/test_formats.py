@@ -21,8 +21,11 @@ def test_format_is_transcribed(client, france_wav, name):
     container, codec, options = FORMATS[name]
     data = transcode(france_wav, container, codec, **options)
     # A neutral file name and content type: detection must come from the bytes.
-    r = client.post("/v1/chat", files={"audio": ("upload.bin", data, "application/octet-stream")},
-                    data={"reply_as": "text", "max_tokens": "16"})
+    r = client.post(
+        "/v1/chat",
+        files={"audio": ("upload.bin", data, "application/octet-stream")},
+        data={"reply_as": "text", "max_tokens": "16"},
+    )
     assert r.status_code == 200, r.text
     transcript = r.json()["transcript"].lower()
     assert "capital" in transcript and "france" in transcript, transcript

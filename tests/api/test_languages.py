@@ -58,13 +58,19 @@ def transcribe(client: httpx.Client, speech: bytes, language: str) -> str:
 # Whisper base tells espeak-ng's robotic French from other languages only with some
 # context: alone, "Quelle est la capitale de la France ?" was heard as Spanish or Polish
 # (2 of 8 short French questions detected right, against 8 of 8 Spanish ones).
-@pytest.mark.parametrize("language, question, heard", [
-    ("fr", "Bonjour. Quelle est la capitale de la France ? Je voudrais le savoir.", "capitale"),
-    ("es", "¿Cuál es la capital de Francia?", "francia"),
-])
+@pytest.mark.parametrize(
+    "language, question, heard",
+    [
+        ("fr", "Bonjour. Quelle est la capitale de la France ? Je voudrais le savoir.", "capitale"),
+        ("es", "¿Cuál es la capital de Francia?", "francia"),
+    ],
+)
 def test_spoken_question_is_answered_in_its_language_by_a_voice_of_it(multilingual, language, question, heard):
-    response = multilingual.post("/v1/chat", files={"audio": ("q.wav", espeak(question, language))},
-                                 data={"reply_as": "voice", "temperature": "0"})
+    response = multilingual.post(
+        "/v1/chat",
+        files={"audio": ("q.wav", espeak(question, language))},
+        data={"reply_as": "voice", "temperature": "0"},
+    )
     assert response.status_code == 200, response.text
     assert response.headers["x-voxgate-language"] == language
     assert heard in words(unquote(response.headers["x-voxgate-transcript"]))
@@ -78,8 +84,9 @@ def test_spoken_question_is_answered_in_its_language_by_a_voice_of_it(multilingu
 
 
 def test_english_keeps_the_default_voice(multilingual):
-    question = multilingual.post("/v1/audio/speech", json={"input": "Good morning! How are you today?",
-                                                           "response_format": "wav"}).content
+    question = multilingual.post(
+        "/v1/audio/speech", json={"input": "Good morning! How are you today?", "response_format": "wav"}
+    ).content
     reply = multilingual.post("/v1/chat", files={"audio": ("q.wav", question)}, data={"reply_as": "voice"})
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-voxgate-language"] == "en"
@@ -88,8 +95,10 @@ def test_english_keeps_the_default_voice(multilingual):
 
 
 def test_a_fixed_language_wins_over_the_question_and_a_voice_can_be_chosen(multilingual):
-    reply = multilingual.post("/v1/chat", json={"text": "What is the capital of Italy?", "language": "es",
-                                                "reply_as": "voice", "temperature": 0})
+    reply = multilingual.post(
+        "/v1/chat",
+        json={"text": "What is the capital of Italy?", "language": "es", "reply_as": "voice", "temperature": 0},
+    )
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-voxgate-language"] == "es"
     assert voice_language(multilingual, reply.headers["x-voxgate-voice"]) == "es"
@@ -97,8 +106,7 @@ def test_a_fixed_language_wins_over_the_question_and_a_voice_can_be_chosen(multi
     assert "ital" in plain(text) and looks_like(text, "es"), text
     assert "ital" in plain(transcribe(multilingual, reply.content, "es"))
 
-    chosen = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice",
-                                                 "voice": "espeak-ng:de"})
+    chosen = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice": "espeak-ng:de"})
     assert chosen.status_code == 200 and chosen.headers["x-voxgate-voice"] == "espeak-ng:de"
     for voice in ("nobody", "espeak-ng:xx"):
         unknown = multilingual.post("/v1/chat", json={"text": "Say hello.", "reply_as": "voice", "voice": voice})
@@ -124,8 +132,11 @@ def test_a_japanese_question_is_answered_in_a_neural_japanese_voice(multilingual
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-voxgate-language"] == "ja" and reply.headers["x-voxgate-voice"] == japanese_voice
     said = unquote(reply.headers["x-voxgate-reply"])
-    heard = multilingual.post("/v1/audio/transcriptions", files={"file": ("reply.wav", reply.content)},
-                              data={"response_format": "verbose_json"}).json()
+    heard = multilingual.post(
+        "/v1/audio/transcriptions",
+        files={"file": ("reply.wav", reply.content)},
+        data={"response_format": "verbose_json"},
+    ).json()
     assert heard["language"] == "ja", heard  # Whisper tells Japanese speech by itself
     assert len(kanji_and_kana(said) & kanji_and_kana(heard["text"])) >= len(kanji_and_kana(said)) / 2, (said, heard)
 
@@ -135,8 +146,9 @@ def test_a_streamed_japanese_reply_is_spoken_sentence_by_sentence(multilingual, 
     two_questions = {**QUESTION_JA, "text": "日本の首都はどこですか？その人口は？", "stream": True}
     with multilingual.stream("POST", "/v1/chat", json=two_questions) as response:
         assert response.status_code == 200
-        events = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines()
-                  if line.startswith("data: ")]
+        events = [
+            json.loads(line.removeprefix("data: ")) for line in response.iter_lines() if line.startswith("data: ")
+        ]
     done, audio = events[-1], [e for e in events if "audio" in e]
     assert done["voice"] == japanese_voice and all(a["sample_rate"] == 24000 for a in audio)
     reply = "".join(done["reply"].split())

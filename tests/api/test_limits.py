@@ -21,10 +21,14 @@ from conftest import add_user, silence_wav, start_server, stop_server
 WINDOW = 4  # seconds, for the login and API key windows
 PER_USER, PER_ADDRESS, PER_KEY, CONVERSATIONS, JSON_BYTES = 3, 5, 10, 3, 64 * 1024
 LIMITS = {
-    "VOXGATE_LOGIN_WINDOW_SECONDS": str(WINDOW), "VOXGATE_LOGIN_FAILURES_PER_USER": str(PER_USER),
-    "VOXGATE_LOGIN_FAILURES_PER_ADDRESS": str(PER_ADDRESS), "VOXGATE_API_KEY_WINDOW_SECONDS": str(WINDOW),
-    "VOXGATE_API_KEY_REQUESTS": str(PER_KEY), "VOXGATE_MAX_CONVERSATIONS": str(CONVERSATIONS),
-    "VOXGATE_MAX_JSON_BYTES": str(JSON_BYTES), "VOXGATE_WARMUP": "false",
+    "VOXGATE_LOGIN_WINDOW_SECONDS": str(WINDOW),
+    "VOXGATE_LOGIN_FAILURES_PER_USER": str(PER_USER),
+    "VOXGATE_LOGIN_FAILURES_PER_ADDRESS": str(PER_ADDRESS),
+    "VOXGATE_API_KEY_WINDOW_SECONDS": str(WINDOW),
+    "VOXGATE_API_KEY_REQUESTS": str(PER_KEY),
+    "VOXGATE_MAX_CONVERSATIONS": str(CONVERSATIONS),
+    "VOXGATE_MAX_JSON_BYTES": str(JSON_BYTES),
+    "VOXGATE_WARMUP": "false",
 }
 
 
@@ -46,8 +50,12 @@ def address() -> str:
 
 
 def login(server, name: str, password: str, client_address: str) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/auth/login", json={"username": name, "password": password},
-                      headers={"X-Forwarded-For": client_address}, timeout=60)
+    return httpx.post(
+        f"{server.url}/v1/auth/login",
+        json={"username": name, "password": password},
+        headers={"X-Forwarded-For": client_address},
+        timeout=60,
+    )
 
 
 def assert_429(response: httpx.Response, code: str, window: int = WINDOW) -> int:
@@ -116,20 +124,31 @@ def test_unknown_usernames_take_as_long_as_known_ones(server):
 def test_healthz_stays_fast_during_parallel_logins(server):
     admin = new_user(server, admin=True)
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        admin_token = client.post("/v1/auth/login", json={"username": admin[0], "password": admin[1]},
-                                  headers={"X-Forwarded-For": address()}).json()["access_token"]
+        admin_token = client.post(
+            "/v1/auth/login", json={"username": admin[0], "password": admin[1]}, headers={"X-Forwarded-For": address()}
+        ).json()["access_token"]
         users = [(f"u{secrets.token_hex(4)}", secrets.token_urlsafe(12)) for _ in range(22)]
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            registered = pool.map(lambda user: client.post("/v1/auth/register", headers=bearer(admin_token),
-                                                           json={"username": user[0], "password": user[1]}), users)
+            registered = pool.map(
+                lambda user: client.post(
+                    "/v1/auth/register", headers=bearer(admin_token), json={"username": user[0], "password": user[1]}
+                ),
+                users,
+            )
             assert [r.status_code for r in registered] == [201] * len(users)
 
     async def logins() -> list[int]:  # one thread of the test: its own load hardly delays the probe
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
-            responses = await asyncio.gather(*(
-                client.post("/v1/auth/login", json={"username": name, "password": password},
-                            headers={"X-Forwarded-For": address()})
-                for name, password in (users[i % len(users)] for i in range(64))))  # at most 3 per user
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/auth/login",
+                        json={"username": name, "password": password},
+                        headers={"X-Forwarded-For": address()},
+                    )
+                    for name, password in (users[i % len(users)] for i in range(64))
+                )
+            )  # at most 3 per user
         return [r.status_code for r in responses]
 
     times = []
@@ -181,8 +200,9 @@ def test_conversations_per_user(server):
         # A turn that would start one is refused before any model runs; one in a kept conversation is not.
         turn = client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 5})
         assert turn.status_code == 403 and turn.json()["error"]["code"] == "conversation_quota", turn.text
-        kept = client.post("/v1/chat", json={"text": "Say hi.", "max_tokens": 5,
-                                             "conversation_id": created[1].json()["id"]})
+        kept = client.post(
+            "/v1/chat", json={"text": "Say hi.", "max_tokens": 5, "conversation_id": created[1].json()["id"]}
+        )
         assert kept.status_code == 200, kept.text
         # Another user has a quota of their own.
         other, other_password, _ = new_user(server)
@@ -202,8 +222,16 @@ def token(server) -> str:
     return login(server, name, password, address()).json()["access_token"]
 
 
-JSON_ROUTES = ["/v1/chat", "/v1/auth/login", "/v1/auth/register", "/v1/personas", "/v1/conversations",
-               "/v1/chat/completions", "/v1/audio/speech", "/v1/models/import"]
+JSON_ROUTES = [
+    "/v1/chat",
+    "/v1/auth/login",
+    "/v1/auth/register",
+    "/v1/personas",
+    "/v1/conversations",
+    "/v1/chat/completions",
+    "/v1/audio/speech",
+    "/v1/models/import",
+]
 
 
 @pytest.mark.parametrize("path", JSON_ROUTES)
@@ -211,16 +239,21 @@ JSON_ROUTES = ["/v1/chat", "/v1/auth/login", "/v1/auth/register", "/v1/personas"
 def test_json_bodies_over_the_limit_get_413(server, token, path, chunked):
     body = b'{"pad": "' + b"x" * JSON_BYTES + b'"}'
     content = iter([body[:1000], body[1000:]]) if chunked else body
-    r = httpx.post(f"{server.url}{path}", content=content, timeout=30,
-                   headers={"content-type": "application/json", **bearer(token)})
+    r = httpx.post(
+        f"{server.url}{path}",
+        content=content,
+        timeout=30,
+        headers={"content-type": "application/json", **bearer(token)},
+    )
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "too_large"
     assert f"{JSON_BYTES} byte limit" in r.json()["error"]["message"]
 
 
 def test_json_bodies_under_the_limit_are_read(server, token):
-    r = httpx.post(f"{server.url}/v1/chat", json={"text": "hi", "pad": "x" * (JSON_BYTES - 100)},
-                   headers=bearer(token), timeout=30)
+    r = httpx.post(
+        f"{server.url}/v1/chat", json={"text": "hi", "pad": "x" * (JSON_BYTES - 100)}, headers=bearer(token), timeout=30
+    )
     assert r.status_code == 422, r.text  # read and judged: `pad` is no field
 
 
@@ -235,8 +268,10 @@ def test_uploads_may_be_larger_than_json_bodies(server, token):
 def chunked_multipart(field: str, megabytes: int):
     """A multipart form with one file of `megabytes` MiB, sent in chunks (no Content-Length)."""
     boundary = "limitsboundary"
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"big.wav\"\r\n"
-           "Content-Type: audio/wav\r\n\r\n").encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="big.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
     for _ in range(megabytes):
         yield b"\0" * (1024 * 1024)
     yield f"\r\n--{boundary}--\r\n".encode()
@@ -244,8 +279,12 @@ def chunked_multipart(field: str, megabytes: int):
 
 @pytest.mark.parametrize(("path", "field"), [("/v1/audio/transcriptions", "file"), ("/v1/chat", "audio")])
 def test_chunked_upload_over_the_limit_gets_413(server, token, path, field):
-    r = httpx.post(f"{server.url}{path}", content=chunked_multipart(field, 27), timeout=60,
-                   headers={"content-type": "multipart/form-data; boundary=limitsboundary", **bearer(token)})
+    r = httpx.post(
+        f"{server.url}{path}",
+        content=chunked_multipart(field, 27),
+        timeout=60,
+        headers={"content-type": "multipart/form-data; boundary=limitsboundary", **bearer(token)},
+    )
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "too_large"
 
@@ -257,9 +296,13 @@ def hang_up_mid_body(url: str, path: str, token: str, content_type: str, first_b
     """Send headers promising a larger body and part of it, then close the connection."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-                      f"Content-Type: {content_type}\r\nContent-Length: {len(first_bytes) + 10_000}\r\n\r\n"
-                      ).encode() + first_bytes)
+        sock.sendall(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: {content_type}\r\nContent-Length: {len(first_bytes) + 10_000}\r\n\r\n"
+            ).encode()
+            + first_bytes
+        )
 
 
 def test_clients_that_hang_up_or_are_refused_mid_body_are_no_error(tmp_path):
@@ -267,15 +310,26 @@ def test_clients_that_hang_up_or_are_refused_mid_body_are_no_error(tmp_path):
     try:
         token = server.key
         # Refused mid-body: the route reading it sees the client leave.
-        over = httpx.post(f"{server.url}/v1/chat", content=iter([b'{"text": "', b"x" * (2 << 20), b'"}']),
-                          headers={"content-type": "application/json", **bearer(token)}, timeout=30)
+        over = httpx.post(
+            f"{server.url}/v1/chat",
+            content=iter([b'{"text": "', b"x" * (2 << 20), b'"}']),
+            headers={"content-type": "application/json", **bearer(token)},
+            timeout=30,
+        )
         assert over.status_code == 413, over.text
-        form = (b"--b\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"q.wav\"\r\n"
-                b"Content-Type: audio/wav\r\n\r\n" + os.urandom(2000))
+        form = (
+            b'--b\r\nContent-Disposition: form-data; name="audio"; filename="q.wav"\r\n'
+            b"Content-Type: audio/wav\r\n\r\n" + os.urandom(2000)
+        )
         hang_up_mid_body(server.url, "/v1/chat", token, "application/json", b'{"text": "hel')
         hang_up_mid_body(server.url, "/v1/chat", token, "multipart/form-data; boundary=b", form)
-        hang_up_mid_body(server.url, "/v1/audio/transcriptions", token, "multipart/form-data; boundary=b",
-                         form.replace(b'name="audio"', b'name="file"'))
+        hang_up_mid_body(
+            server.url,
+            "/v1/audio/transcriptions",
+            token,
+            "multipart/form-data; boundary=b",
+            form.replace(b'name="audio"', b'name="file"'),
+        )
         # The server goes on serving, then stops with everything handled.
         assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
     finally:

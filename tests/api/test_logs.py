@@ -44,8 +44,11 @@ def log_lines(server) -> list[dict]:
 def access_line(server, request_id: str) -> dict:
     deadline = time.monotonic() + 10  # the line is written as the response ends
     while time.monotonic() < deadline:
-        found = [line for line in log_lines(server) if line["logger"] == "voxgate.access"
-                 and line["request_id"] == request_id]
+        found = [
+            line
+            for line in log_lines(server)
+            if line["logger"] == "voxgate.access" and line["request_id"] == request_id
+        ]
         if found:
             return found[-1]
         time.sleep(0.05)
@@ -53,8 +56,12 @@ def access_line(server, request_id: str) -> dict:
 
 
 def test_the_clients_request_id_comes_back_and_is_in_the_access_line(server):
-    response = httpx.post(f"{server.url}/v1/chat", headers={**server.headers, "X-Request-ID": "order-42.retry:1"},
-                          json={"text": "Say hi.", "max_tokens": 8}, timeout=120)
+    response = httpx.post(
+        f"{server.url}/v1/chat",
+        headers={**server.headers, "X-Request-ID": "order-42.retry:1"},
+        json={"text": "Say hi.", "max_tokens": 8},
+        timeout=120,
+    )
     assert response.status_code == 200 and response.headers["x-request-id"] == "order-42.retry:1"
     line = access_line(server, "order-42.retry:1")
     assert line["method"] == "POST" and line["path"] == line["route"] == "/v1/chat" and line["status"] == 200
@@ -73,8 +80,12 @@ def test_without_a_usable_id_each_response_gets_a_new_one(server):
 
 
 def test_a_websocket_gets_an_id_too(server):
-    with connect(f"{server.url.replace('http', 'ws')}/v1/realtime", subprotocols=["voxgate", f"bearer.{server.key}"],
-                 additional_headers={"X-Request-ID": "socket-7"}, open_timeout=10) as ws:
+    with connect(
+        f"{server.url.replace('http', 'ws')}/v1/realtime",
+        subprotocols=["voxgate", f"bearer.{server.key}"],
+        additional_headers={"X-Request-ID": "socket-7"},
+        open_timeout=10,
+    ) as ws:
         assert ws.response.headers["x-request-id"] == "socket-7"
     assert access_line(server, "socket-7")["method"] == "WEBSOCKET"
 

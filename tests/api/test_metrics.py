@@ -23,8 +23,13 @@ TOKEN = "metrics-" + secrets.token_hex(8)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    started = start_server(tmp_path_factory.mktemp("metrics"), VOXGATE_METRICS_TOKEN=TOKEN, VOXGATE_LLM_SLOTS="1",
-                           VOXGATE_QUEUE_SIZE="0", VOXGATE_LOGIN_FAILURES_PER_USER="2")
+    started = start_server(
+        tmp_path_factory.mktemp("metrics"),
+        VOXGATE_METRICS_TOKEN=TOKEN,
+        VOXGATE_LLM_SLOTS="1",
+        VOXGATE_QUEUE_SIZE="0",
+        VOXGATE_LOGIN_FAILURES_PER_USER="2",
+    )
     yield started
     stop_server(started)
 
@@ -41,8 +46,11 @@ Samples = dict[tuple[str, frozenset], float]
 def scrape(server) -> Samples:
     response = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert response.status_code == 200, response.text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -75,10 +83,14 @@ def test_requests_are_counted_by_route_template_and_status(server, client):
         assert client.get(f"/v1/conversations/{conversation_id}").status_code == 404
     after = scrape(server)
     chat = {"method": "POST", "route": "/v1/chat"}
-    assert value(after, "voxgate_http_requests_total", **chat, status="200") == \
-        value(before, "voxgate_http_requests_total", **chat, status="200") + 1
-    assert value(after, "voxgate_http_request_duration_seconds_count", **chat) == \
-        value(before, "voxgate_http_request_duration_seconds_count", **chat) + 1
+    assert (
+        value(after, "voxgate_http_requests_total", **chat, status="200")
+        == value(before, "voxgate_http_requests_total", **chat, status="200") + 1
+    )
+    assert (
+        value(after, "voxgate_http_request_duration_seconds_count", **chat)
+        == value(before, "voxgate_http_request_duration_seconds_count", **chat) + 1
+    )
     one = {"method": "GET", "route": "/v1/conversations/{conversation_id}", "status": "404"}
     assert value(after, "voxgate_http_requests_total", **one) == value(before, "voxgate_http_requests_total", **one) + 2
     assert not any(i in str(labels) for _, labels in after for i in ids), "one series per id"
@@ -90,8 +102,9 @@ def test_a_turn_in_flight_shows_in_the_lane_and_a_full_lane_is_counted_as_503_bu
     streamed: list[str] = []
 
     def stream() -> None:
-        with client.stream("POST", "/v1/chat", json={"text": "Count from one to fifty in words.", "stream": True,
-                                                     "max_tokens": 300}) as response:
+        with client.stream(
+            "POST", "/v1/chat", json={"text": "Count from one to fifty in words.", "stream": True, "max_tokens": 300}
+        ) as response:
             for line in response.iter_lines():
                 streamed.append(line)
                 if line == "event: text":
@@ -109,8 +122,10 @@ def test_a_turn_in_flight_shows_in_the_lane_and_a_full_lane_is_counted_as_503_bu
     finally:
         streaming.join(180)
     after = wait_for(server, lambda s: value(s, "voxgate_lane_in_flight", lane="llm") == 0, "the LLM lane free")
-    assert value(after, "voxgate_http_errors_total", status="503", code="busy") == \
-        value(before, "voxgate_http_errors_total", status="503", code="busy") + 1
+    assert (
+        value(after, "voxgate_http_errors_total", status="503", code="busy")
+        == value(before, "voxgate_http_errors_total", status="503", code="busy") + 1
+    )
     busy = {"method": "POST", "route": "/v1/chat", "status": "503"}
     requests = "voxgate_http_requests_total"
     assert value(after, requests, **busy) == value(before, requests, **busy) + 1
@@ -118,16 +133,23 @@ def test_a_turn_in_flight_shows_in_the_lane_and_a_full_lane_is_counted_as_503_bu
 
 def test_too_many_failed_logins_are_counted_as_429(server, client):
     before = value(scrape(server), "voxgate_http_errors_total", status="429", code="too_many_logins")
-    statuses = [httpx.post(f"{server.url}/v1/auth/login", json={"username": "nobody", "password": "wrong-password"},
-                           timeout=30).status_code for _ in range(3)]
+    statuses = [
+        httpx.post(
+            f"{server.url}/v1/auth/login", json={"username": "nobody", "password": "wrong-password"}, timeout=30
+        ).status_code
+        for _ in range(3)
+    ]
     assert statuses == [401, 401, 429]
     assert value(scrape(server), "voxgate_http_errors_total", status="429", code="too_many_logins") == before + 1
 
 
 def test_realtime_sessions_are_a_gauge(server):
     assert value(scrape(server), "voxgate_realtime_sessions") == 0
-    with connect(f"{server.url.replace('http', 'ws')}/v1/realtime", subprotocols=["voxgate", f"bearer.{server.key}"],
-                 open_timeout=10) as ws:
+    with connect(
+        f"{server.url.replace('http', 'ws')}/v1/realtime",
+        subprotocols=["voxgate", f"bearer.{server.key}"],
+        open_timeout=10,
+    ) as ws:
         ws.send(json.dumps({"type": "session.start"}))
         assert json.loads(ws.recv(timeout=10))["type"] == "session.ready"
         assert value(scrape(server), "voxgate_realtime_sessions") == 1
@@ -142,21 +164,36 @@ def test_loaded_models_are_listed(server, client):
 
 def _stage(samples: Samples, name: str) -> tuple[float, float]:
     """(count, sum) of a turn stage's histogram."""
-    return (value(samples, "voxgate_turn_stage_seconds_count", stage=name),
-            value(samples, "voxgate_turn_stage_seconds_sum", stage=name))
+    return (
+        value(samples, "voxgate_turn_stage_seconds_count", stage=name),
+        value(samples, "voxgate_turn_stage_seconds_sum", stage=name),
+    )
 
 
 def test_the_timings_of_real_turns_become_stage_histograms(server, client, france_wav):
     before = scrape(server)
-    with client.stream("POST", "/v1/chat", files={"audio": ("q.wav", france_wav)},
-                       data={"reply_as": "voice", "stream": "true", "max_tokens": "40"}) as response:
+    with client.stream(
+        "POST",
+        "/v1/chat",
+        files={"audio": ("q.wav", france_wav)},
+        data={"reply_as": "voice", "stream": "true", "max_tokens": "40"},
+    ) as response:
         done = json.loads([line for line in response.iter_lines() if line.startswith("data: ")][-1][6:])
     timings = done["timings"]
-    assert all(timings[k] is not None for k in ("decode", "stt", "llm", "tts", "tts_first", "first_text",
-                                                  "first_audio", "total"))
+    assert all(
+        timings[k] is not None
+        for k in ("decode", "stt", "llm", "tts", "tts_first", "first_text", "first_audio", "total")
+    )
     after = scrape(server)
-    stages = {"decode": "decode", "stt": "stt", "llm": "llm", "tts": "tts", "tts_first": "tts_first_chunk",
-              "first_audio": "first_audio", "total": "total"}
+    stages = {
+        "decode": "decode",
+        "stt": "stt",
+        "llm": "llm",
+        "tts": "tts",
+        "tts_first": "tts_first_chunk",
+        "first_audio": "first_audio",
+        "total": "total",
+    }
     for key, stage in stages.items():
         (count, total), (count_before, total_before) = _stage(after, stage), _stage(before, stage)
         assert count == count_before + 1, stage

@@ -68,7 +68,11 @@ def test_list_shows_role_source_size_license_state_and_defaults(user):
     assert listed["qwen2.5-coder-1.5b-instruct"]["state"] == "available"
     assert not listed["qwen2.5-coder-1.5b-instruct"]["default"]
     assert user.get("/v1/models/defaults").json() == {
-        "stt": "whisper-tiny.en", "llm": DEFAULT_LLM, "tts": "hibari-en_US-heart", "turn": "smart-turn-v3.2"}
+        "stt": "whisper-tiny.en",
+        "llm": DEFAULT_LLM,
+        "tts": "hibari-en_US-heart",
+        "turn": "smart-turn-v3.2",
+    }
 
 
 def test_changes_need_an_admin(user):
@@ -146,17 +150,23 @@ def test_import_checks_the_file_and_its_checksum(admin, models_server, tmp_path)
     refused = admin.post("/v1/models/import", json={"name": "mine", "role": "llm", "path": str(not_gguf)})
     assert refused.status_code == 400 and "not a GGUF" in refused.json()["error"]["message"]
 
-    imported = admin.post("/v1/models/import", json={"name": "mine", "role": "llm", "path": str(gguf),
-                                                     "sha256": digest})
+    imported = admin.post(
+        "/v1/models/import", json={"name": "mine", "role": "llm", "path": str(gguf), "sha256": digest}
+    )
     assert imported.status_code == 201, imported.text
     assert imported.json()["source"] == "imported" and imported.json()["sha256"] == {"model.gguf": digest}
     assert imported.json()["state"] == "ready" and imported.json()["size_bytes"] == gguf.stat().st_size
     assert admin.post("/v1/models/import", json={"name": "mine", "role": "llm", "path": str(gguf)}).status_code == 409
 
     # Usable by name, also by OpenAI clients.
-    completion = admin.post("/v1/chat/completions", json={
-        "model": "mine", "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": 30})
+    completion = admin.post(
+        "/v1/chat/completions",
+        json={
+            "model": "mine",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 30,
+        },
+    )
     assert completion.status_code == 200 and completion.json()["model"] == "mine"
     assert "paris" in completion.json()["choices"][0]["message"]["content"].lower()
 
@@ -174,8 +184,10 @@ def test_create_a_custom_model_from_a_persona(admin):
     reply = admin.post("/v1/chat", json={"text": "What is the capital of France?", "model": "terse"}).json()
     assert "paris" in reply["reply"].lower() and len(reply["reply"].split()) <= 4
     assert reply["models"]["llm"] == DEFAULT_LLM
-    completion = admin.post("/v1/chat/completions", json={
-        "model": "terse", "messages": [{"role": "user", "content": "What is the capital of Italy?"}]}).json()
+    completion = admin.post(
+        "/v1/chat/completions",
+        json={"model": "terse", "messages": [{"role": "user", "content": "What is the capital of Italy?"}]},
+    ).json()
     assert completion["model"] == "terse" and len(completion["choices"][0]["message"]["content"].split()) <= 4
 
     in_use = admin.delete(f"/v1/models/{DEFAULT_LLM}")

@@ -23,8 +23,10 @@ def test_chat_completion(openai_client):
 def test_streamed_chat_completion(openai_client):
     stream = openai_client.chat.completions.create(
         model="default",
-        messages=[{"role": "system", "content": "Be brief."},
-                  {"role": "user", "content": "What is the capital of France?"}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
         stream=True,
     )
     deltas = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
@@ -35,14 +37,17 @@ def test_streamed_chat_completion(openai_client):
 def test_transcription_formats(openai_client, france_wav):
     text = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav))
     assert "france" in text.text.lower()
-    verbose = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
-                                                        response_format="verbose_json")
+    verbose = openai_client.audio.transcriptions.create(
+        model="whisper-1", file=("q.wav", france_wav), response_format="verbose_json"
+    )
     assert verbose.language == "en" and verbose.duration > 1
-    srt = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
-                                                    response_format="srt")
+    srt = openai_client.audio.transcriptions.create(
+        model="whisper-1", file=("q.wav", france_wav), response_format="srt"
+    )
     assert srt.startswith("1\n00:00:0") and "-->" in srt
-    vtt = openai_client.audio.transcriptions.create(model="whisper-1", file=("q.wav", france_wav),
-                                                    response_format="vtt")
+    vtt = openai_client.audio.transcriptions.create(
+        model="whisper-1", file=("q.wav", france_wav), response_format="vtt"
+    )
     assert vtt.startswith("WEBVTT")
 
 
@@ -59,8 +64,9 @@ def test_speech_round_trip(openai_client, fmt, magic):
 
 def test_speed_changes_duration(openai_client):
     def seconds(speed: float) -> float:
-        pcm = openai_client.audio.speech.create(model="tts-1", voice="alloy", input="This is a test of speed.",
-                                                response_format="pcm", speed=speed).read()
+        pcm = openai_client.audio.speech.create(
+            model="tts-1", voice="alloy", input="This is a test of speed.", response_format="pcm", speed=speed
+        ).read()
         return len(pcm) / 2 / 24000  # the default voice's rate
 
     assert seconds(2.0) < 0.75 * seconds(1.0)
@@ -89,11 +95,15 @@ def test_empty_speech_input_is_a_clear_error(openai_client):
 
 
 def test_a_follow_up_turn_reuses_the_cached_conversation_prefix(openai_client):
-    history = [{"role": "system", "content": "You are a helpful assistant. " * 20},
-               {"role": "user", "content": "Name three rivers in Europe."}]
+    history = [
+        {"role": "system", "content": "You are a helpful assistant. " * 20},
+        {"role": "user", "content": "Name three rivers in Europe."},
+    ]
     first = openai_client.chat.completions.create(model="default", messages=history, max_tokens=40, temperature=0)
-    follow_up = history + [{"role": "assistant", "content": first.choices[0].message.content},
-                           {"role": "user", "content": "Which of them is the longest?"}]
+    follow_up = history + [
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "Which of them is the longest?"},
+    ]
     second = openai_client.chat.completions.create(model="default", messages=follow_up, max_tokens=40)
     # Turn N evaluates about the new tokens only: the earlier ones come from llama.cpp's cache.
     assert second.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens * 0.9

@@ -30,6 +30,7 @@ def pcm24(wav: bytes, silence: float = 1.5) -> bytes:
 
 async def until(receive, kinds: set[str], seen: list) -> object:
     """Receive events into `seen` until one of `kinds` arrives; returns it."""
+
     async def loop():
         while True:
             event = await receive()
@@ -42,8 +43,9 @@ async def until(receive, kinds: set[str], seen: list) -> object:
 
 async def say(conn, text: str) -> None:
     """Add a typed user message to the conversation."""
-    await conn.conversation.item.create(item={"type": "message", "role": "user",
-                                              "content": [{"type": "input_text", "text": text}]})
+    await conn.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
 
 
 def kinds(events) -> list[str]:
@@ -57,27 +59,38 @@ def test_a_spoken_question_with_server_vad_is_heard_answered_in_audio_and_stored
         async with sdk(server).realtime.connect(model="gpt-realtime") as conn:
             seen: list = []
             await until(conn.recv, {"session.created"}, seen)
-            await conn.session.update(session={
-                "type": "realtime", "output_modalities": ["audio"], "instructions": "Answer in one short sentence.",
-                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
-                                    "turn_detection": {"type": "server_vad", "silence_duration_ms": 600}},
-                          "output": {"voice": "alloy"}}})
+            await conn.session.update(
+                session={
+                    "type": "realtime",
+                    "output_modalities": ["audio"],
+                    "instructions": "Answer in one short sentence.",
+                    "audio": {
+                        "input": {
+                            "format": {"type": "audio/pcm", "rate": 24000},
+                            "turn_detection": {"type": "server_vad", "silence_duration_ms": 600},
+                        },
+                        "output": {"voice": "alloy"},
+                    },
+                }
+            )
             updated = await until(conn.recv, {"session.updated"}, seen)
             for start in range(0, len(question), 4800):  # 100 ms appends, sent at once: the server paces them
-                await conn.input_audio_buffer.append(audio=base64.b64encode(question[start:start + 4800]).decode())
+                await conn.input_audio_buffer.append(audio=base64.b64encode(question[start : start + 4800]).decode())
             await until(conn.recv, {"response.done"}, seen)
             return updated, seen
 
     updated, events = asyncio.run(talk())
     assert updated.session.audio.input.turn_detection.silence_duration_ms == 600
     order = kinds(events)
-    for earlier, later in [("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"),
-                           ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"),
-                           ("input_audio_buffer.committed", "response.created"),
-                           ("response.created", "response.output_item.added"),
-                           ("response.output_item.added", "response.output_audio.delta"),
-                           ("response.output_audio.delta", "response.output_audio.done"),
-                           ("response.output_audio_transcript.done", "response.done")]:
+    for earlier, later in [
+        ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped"),
+        ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"),
+        ("input_audio_buffer.committed", "response.created"),
+        ("response.created", "response.output_item.added"),
+        ("response.output_item.added", "response.output_audio.delta"),
+        ("response.output_audio.delta", "response.output_audio.done"),
+        ("response.output_audio_transcript.done", "response.done"),
+    ]:
         assert order.index(earlier) < order.index(later), order
     heard = next(e for e in events if e.type == "conversation.item.input_audio_transcription.completed")
     assert "france" in heard.transcript.lower()
@@ -99,8 +112,9 @@ def test_a_text_item_and_response_create_answer_in_text_with_its_instructions(se
             await until(conn.recv, {"session.created"}, seen)
             await say(conn, "What is the capital of Italy?")
             await until(conn.recv, {"conversation.item.done"}, seen)
-            await conn.response.create(response={"output_modalities": ["text"],
-                                                 "instructions": "Answer with one word."})
+            await conn.response.create(
+                response={"output_modalities": ["text"], "instructions": "Answer with one word."}
+            )
             await until(conn.recv, {"response.done"}, seen)
             return seen
 
@@ -139,11 +153,13 @@ def test_bad_events_get_an_error_and_the_session_goes_on(server):
             seen: list = []
             await until(conn.recv, {"session.created"}, seen)
             errors = []
-            for event in ({"type": "dance", "event_id": "evt_1"},
-                          {"type": "input_audio_buffer.append", "audio": "not base64!"},
-                          {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "function"}]}},
-                          {"type": "response.cancel"},
-                          {"type": "response.create"}):
+            for event in (
+                {"type": "dance", "event_id": "evt_1"},
+                {"type": "input_audio_buffer.append", "audio": "not base64!"},
+                {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "function"}]}},
+                {"type": "response.cancel"},
+                {"type": "response.create"},
+            ):
                 await conn.send(event)
                 errors.append(await until(conn.recv, {"error"}, seen))
             await say(conn, "Say hi.")
@@ -151,8 +167,13 @@ def test_bad_events_get_an_error_and_the_session_goes_on(server):
             return errors, await until(conn.recv, {"response.done"}, seen)
 
     errors, done = asyncio.run(misbehave())
-    assert [e.error.code for e in errors] == ["unsupported_event", "invalid_value", "invalid_value",
-                                              "response_cancel_not_active", "no_user_input"]
+    assert [e.error.code for e in errors] == [
+        "unsupported_event",
+        "invalid_value",
+        "invalid_value",
+        "response_cancel_not_active",
+        "no_user_input",
+    ]
     assert errors[0].error.event_id == "evt_1" and "session.update" in errors[0].error.message
     assert errors[2].error.param == "tools"
     assert done.response.status == "completed"
@@ -162,8 +183,11 @@ def test_bad_events_get_an_error_and_the_session_goes_on(server):
 def test_a_missing_or_wrong_key_is_refused(server, key):
     async def attempt():
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        async with connect(f"{server.url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime",
-                           additional_headers=headers, open_timeout=10) as ws:
+        async with connect(
+            f"{server.url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime",
+            additional_headers=headers,
+            open_timeout=10,
+        ) as ws:
             error = json.loads(await asyncio.wait_for(ws.recv(), 10))
             await asyncio.wait_for(ws.wait_closed(), 10)
             return error, ws.close_code
@@ -177,19 +201,39 @@ def test_a_client_written_from_the_protocol_commits_audio_itself(server, piper_s
     question = pcm24(piper_speak("What is the capital of Spain?"), silence=0.3)
 
     async def talk():
-        async with connect(f"{server.url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime",
-                           additional_headers={"Authorization": f"Bearer {server.key}"}, open_timeout=10) as ws:
+        async with connect(
+            f"{server.url.replace('http', 'ws')}/v1/realtime?model=gpt-realtime",
+            additional_headers={"Authorization": f"Bearer {server.key}"},
+            open_timeout=10,
+        ) as ws:
+
             async def receive():
                 return json.loads(await ws.recv(), object_hook=lambda d: type("Event", (), d))
 
             seen: list = []
             await until(receive, {"session.created"}, seen)
-            await ws.send(json.dumps({"type": "session.update", "session": {
-                "type": "realtime", "output_modalities": ["text"], "audio": {"input": {"turn_detection": None}}}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "session.update",
+                        "session": {
+                            "type": "realtime",
+                            "output_modalities": ["text"],
+                            "audio": {"input": {"turn_detection": None}},
+                        },
+                    }
+                )
+            )
             await until(receive, {"session.updated"}, seen)
             for start in range(0, len(question), 9600):
-                await ws.send(json.dumps({"type": "input_audio_buffer.append",
-                                          "audio": base64.b64encode(question[start:start + 9600]).decode()}))
+                await ws.send(
+                    json.dumps(
+                        {
+                            "type": "input_audio_buffer.append",
+                            "audio": base64.b64encode(question[start : start + 9600]).decode(),
+                        }
+                    )
+                )
             await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
             await ws.send(json.dumps({"type": "response.create"}))
             await until(receive, {"response.done"}, seen)
@@ -198,8 +242,11 @@ def test_a_client_written_from_the_protocol_commits_audio_itself(server, piper_s
     events = asyncio.run(talk())
     order = kinds(events)
     assert "input_audio_buffer.speech_started" not in order  # nobody but the client ends its turns
-    assert order[order.index("input_audio_buffer.committed"):][:3] == [
-        "input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
+    assert order[order.index("input_audio_buffer.committed") :][:3] == [
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+    ]
     assert len({e.event_id for e in events}) == len(events)
     response_id = next(e for e in events if e.type == "response.created").response.id
     assert all(e.response_id == response_id for e in events if e.type.startswith("response.output_text"))

@@ -11,12 +11,15 @@ def test_builtins_are_listed(client):
 def test_same_question_two_personas_answer_differently(client):
     question = "What is the capital of France?"
     concise = client.post("/v1/chat", json={"text": question, "persona": "concise"}).json()["reply"]
-    r = client.post("/v1/personas", json={
-        "name": "francais",
-        "system_prompt": "You only speak French. Translate every answer into French before replying. "
-                         "Answer in one French sentence.",
-        "language": "fr",
-    })
+    r = client.post(
+        "/v1/personas",
+        json={
+            "name": "francais",
+            "system_prompt": "You only speak French. Translate every answer into French before replying. "
+            "Answer in one French sentence.",
+            "language": "fr",
+        },
+    )
     assert r.status_code == 201, r.text
     french = client.post("/v1/chat", json={"text": question, "persona": "francais"}).json()["reply"]
     assert len(words(concise)) <= 3 and "paris" in concise.lower()

@@ -24,7 +24,7 @@ def stream_audio(ws, data: bytes, chunk_ms: int = 100) -> None:
     """Send like a microphone: small chunks in real time."""
     step = 16000 * 2 * chunk_ms // 1000
     for i in range(0, len(data), step):
-        ws.send(data[i:i + step])
+        ws.send(data[i : i + step])
         time.sleep(chunk_ms / 1000)
 
 
@@ -42,8 +42,11 @@ def receive_until(ws, kinds: set[str], timeout: float = 60) -> list[dict]:
 @contextmanager
 def open_session(server, **options):
     """A started session, authenticated the way browsers can: with a subprotocol."""
-    with connect(f"{server.url.replace('http', 'ws')}/v1/realtime",
-                 subprotocols=["voxgate", f"bearer.{server.key}"], open_timeout=10) as ws:
+    with connect(
+        f"{server.url.replace('http', 'ws')}/v1/realtime",
+        subprotocols=["voxgate", f"bearer.{server.key}"],
+        open_timeout=10,
+    ) as ws:
         ws.send(json.dumps({"type": "session.start", **options}))
         assert json.loads(ws.recv(timeout=10))["type"] == "session.ready"
         yield ws
@@ -65,8 +68,14 @@ def test_spoken_question_is_detected_answered_and_stored(server, client):
 
 
 def test_pcm_at_48khz_is_resampled(server):
-    wav48 = audio.encode((audio.resample(audio.decode(espeak("What is the capital of France?"), max_seconds=60)
-                                         .samples, 16000, 48000) * 32767).astype(np.int16), 48000, "wav")
+    wav48 = audio.encode(
+        (
+            audio.resample(audio.decode(espeak("What is the capital of France?"), max_seconds=60).samples, 16000, 48000)
+            * 32767
+        ).astype(np.int16),
+        48000,
+        "wav",
+    )
     samples = np.frombuffer(wav48[44:], "<i2")
     data = np.concatenate([np.zeros(24000, "<i2"), samples, np.zeros(72000, "<i2")]).tobytes()
     with open_session(server, reply_as="text", sample_rate=48000) as ws:
@@ -98,10 +107,13 @@ def test_two_sessions_at_once_each_get_their_own_answer(server):
     assert "paris" in france and "rome" in italy
 
 
-@pytest.mark.parametrize("first", [
-    {"type": "session.start"},
-    {"type": "session.start", "token": "vg_not-a-key"},
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"type": "session.start"},
+        {"type": "session.start", "token": "vg_not-a-key"},
+    ],
+)
 def test_without_a_valid_token_the_socket_is_closed(server, first):
     with connect(f"{server.url.replace('http', 'ws')}/v1/realtime", open_timeout=10) as ws:
         ws.send(json.dumps(first))
@@ -150,7 +162,7 @@ def test_audio_sent_faster_than_real_time_is_paced_to_it(server, piper_speak):
         speech_ends = len(data) / 32000 - 1.5  # pcm16() appends 1.5 s of silence
         began = time.monotonic()
         for start in range(0, len(data), 3200):  # 100 ms frames, all at once
-            ws.send(data[start:start + 3200])
+            ws.send(data[start : start + 3200])
         receive_until(ws, {"speech.stopped"})
         heard_after = time.monotonic() - began
         done = receive_until(ws, {"done", "error"})[-1]

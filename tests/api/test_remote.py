@@ -24,11 +24,17 @@ def speech_server(tmp_path_factory) -> Iterator[Server]:
 
 def remote_env(speech: Server, llm_url: str) -> dict[str, str]:
     return {
-        "VOXGATE_STT_BACKEND": "openai", "VOXGATE_STT_URL": f"{speech.url}/v1", "VOXGATE_STT_MODEL": "whisper-tiny.en",
+        "VOXGATE_STT_BACKEND": "openai",
+        "VOXGATE_STT_URL": f"{speech.url}/v1",
+        "VOXGATE_STT_MODEL": "whisper-tiny.en",
         "VOXGATE_STT_API_KEY": speech.key,
-        "VOXGATE_TTS_BACKEND": "openai", "VOXGATE_TTS_URL": f"{speech.url}/v1", "VOXGATE_TTS_MODEL": "tts-1",
+        "VOXGATE_TTS_BACKEND": "openai",
+        "VOXGATE_TTS_URL": f"{speech.url}/v1",
+        "VOXGATE_TTS_MODEL": "tts-1",
         "VOXGATE_TTS_API_KEY": speech.key,
-        "VOXGATE_LLM_BACKEND": "openai", "VOXGATE_LLM_URL": llm_url, "VOXGATE_LLM_MODEL": "qwen-remote",
+        "VOXGATE_LLM_BACKEND": "openai",
+        "VOXGATE_LLM_URL": llm_url,
+        "VOXGATE_LLM_MODEL": "qwen-remote",
         "VOXGATE_BACKEND_RETRIES": "1",
     }
 
@@ -67,9 +73,16 @@ def test_voice_to_voice_through_remote_engines(gateway, france_wav, llama, speec
 
 
 def test_openai_clients_stream_through_the_remote_llm(gateway):
-    with gateway.stream("POST", "/v1/chat/completions", json={
-            "model": "qwen-remote", "stream": True, "max_tokens": 30,
-            "messages": [{"role": "user", "content": "What is the capital of France?"}]}) as response:
+    with gateway.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "qwen-remote",
+            "stream": True,
+            "max_tokens": 30,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        },
+    ) as response:
         chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert "paris" in text.lower() and chunks[0]["model"] == "qwen-remote"
@@ -78,9 +91,15 @@ def test_openai_clients_stream_through_the_remote_llm(gateway):
 def test_llm_dying_mid_stream_is_an_error_naming_it_and_the_gateway_recovers(gateway, llama):
     port = urlsplit(llama["url"]).port
     events: list[tuple[str, dict]] = []
-    with gateway.stream("POST", "/v1/chat", json={
-            "text": "Count from one to two hundred in words, separated by commas.", "stream": True,
-            "max_tokens": 600}) as response:
+    with gateway.stream(
+        "POST",
+        "/v1/chat",
+        json={
+            "text": "Count from one to two hundred in words, separated by commas.",
+            "stream": True,
+            "max_tokens": 600,
+        },
+    ) as response:
         assert response.status_code == 200
         kind = None
         for line in response.iter_lines():
@@ -114,8 +133,7 @@ def test_a_backend_answering_garbage_is_a_502_naming_it(tmp_path, speech_server)
     with stub_server(html) as url:
         server = start_server(tmp_path, **remote_env(speech_server, f"{url}/v1"))
         try:
-            response = httpx.post(f"{server.url}/v1/chat", json={"text": "Hello?"}, headers=server.headers,
-                                  timeout=60)
+            response = httpx.post(f"{server.url}/v1/chat", json={"text": "Hello?"}, headers=server.headers, timeout=60)
             assert response.status_code == 502, response.text
             assert response.json()["error"]["code"] == "backend_error"
             assert f"the LLM backend openai at {url}/v1" in response.json()["error"]["message"]

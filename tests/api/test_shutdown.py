@@ -35,8 +35,10 @@ class Turns:
         self.events: list[tuple[str, dict]] = []
         self.buffered: httpx.Response | None = None
         self.first_text = threading.Event()
-        self.threads = [threading.Thread(target=self._stream, args=(body,)),
-                        threading.Thread(target=self._buffered, args=(body,))]
+        self.threads = [
+            threading.Thread(target=self._stream, args=(body,)),
+            threading.Thread(target=self._buffered, args=(body,)),
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -62,8 +64,12 @@ class Turns:
 
 def llm_in_flight(server) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "voxgate_lane_in_flight" and s.labels == {"lane": "llm"})
+    return next(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "voxgate_lane_in_flight" and s.labels == {"lane": "llm"}
+    )
 
 
 def both_generating(server, turns: Turns) -> None:
@@ -105,8 +111,11 @@ def clean_log(workdir, server) -> str:
 def test_turns_that_finish_within_the_grace_are_answered_and_stored_then_sockets_close(tmp_path):
     server = start_server(tmp_path, VOXGATE_SHUTDOWN_GRACE_SECONDS="60")
     try:
-        with connect(f"{server.url.replace('http', 'ws')}/v1/realtime",
-                     subprotocols=["voxgate", f"bearer.{server.key}"], open_timeout=10) as socket:
+        with connect(
+            f"{server.url.replace('http', 'ws')}/v1/realtime",
+            subprotocols=["voxgate", f"bearer.{server.key}"],
+            open_timeout=10,
+        ) as socket:
             socket.send(json.dumps({"type": "session.start"}))
             assert json.loads(socket.recv(timeout=10))["type"] == "session.ready"
             turns = Turns(server, SHORT)

@@ -26,8 +26,7 @@ def stream_chat(client: httpx.Client, **kwargs) -> list[tuple[str, dict]]:
 
 
 def test_voice_turn_streams_transcript_text_audio_then_done(client, france_wav):
-    received = stream_chat(client, files={"audio": ("q.wav", france_wav)},
-                           data={"reply_as": "voice", "stream": "true"})
+    received = stream_chat(client, files={"audio": ("q.wav", france_wav)}, data={"reply_as": "voice", "stream": "true"})
     kinds = [kind for kind, _ in received]
     assert kinds[0] == "transcript" and kinds[-1] == "done"
     assert "france" in received[0][1]["text"].lower()
@@ -45,11 +44,13 @@ def test_voice_turn_streams_transcript_text_audio_then_done(client, france_wav):
 
 
 def test_first_audio_arrives_before_the_llm_finishes(client):
-    received = stream_chat(client, json={"text": "Describe Paris in four sentences.", "reply_as": "voice",
-                                         "stream": True, "max_tokens": 150})
+    received = stream_chat(
+        client,
+        json={"text": "Describe Paris in four sentences.", "reply_as": "voice", "stream": True, "max_tokens": 150},
+    )
     kinds = [kind for kind, _ in received]
     first_audio = kinds.index("audio")
-    assert "text" in kinds[first_audio + 1:], "audio should start while text is still being generated"
+    assert "text" in kinds[first_audio + 1 :], "audio should start while text is still being generated"
     done = received[-1][1]["timings"]
     assert done["first_audio"] < done["llm"]
 
@@ -66,8 +67,9 @@ def test_errors_before_the_stream_are_plain_json(client):
 
 def test_a_client_that_leaves_mid_stream_leaves_no_half_turn(client):
     before = len(client.get("/v1/conversations", params={"limit": 100}).json()["data"])
-    with client.stream("POST", "/v1/chat", json={"text": "Tell me a long story about a dragon.",
-                                                  "reply_as": "voice", "stream": True}) as response:
+    with client.stream(
+        "POST", "/v1/chat", json={"text": "Tell me a long story about a dragon.", "reply_as": "voice", "stream": True}
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("event: text"):
                 break  # hang up after the first words

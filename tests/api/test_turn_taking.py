@@ -34,8 +34,12 @@ def say(rt_server):
     import httpx
 
     def speak(text: str) -> np.ndarray:
-        response = httpx.post(f"{rt_server.url}/v1/audio/speech", headers=rt_server.headers, timeout=120,
-                              json={"input": text, "response_format": "wav"})
+        response = httpx.post(
+            f"{rt_server.url}/v1/audio/speech",
+            headers=rt_server.headers,
+            timeout=120,
+            json={"input": text, "response_format": "wav"},
+        )
         assert response.status_code == 200, response.text
         samples = audio.decode(response.content, max_seconds=60).samples
         voiced = np.flatnonzero(np.abs(samples) > 0.02)
@@ -68,7 +72,7 @@ class Mic:
         for start in range(0, len(pcm), FRAME):
             self._next += 0.02
             time.sleep(max(0.0, self._next - time.monotonic()))
-            self.ws.send(pcm[start:start + FRAME].tobytes())
+            self.ws.send(pcm[start : start + FRAME].tobytes())
 
     def silence(self, seconds: float) -> None:
         self.play(np.zeros(int(seconds * RATE), np.float32))
@@ -84,7 +88,7 @@ class Mic:
         """Stream silence (or the echo of the reply) until the next message of `kinds`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in self.drain()[self._read:]:
+            for message in self.drain()[self._read :]:
                 self._read += 1
                 if echo is not None and message["type"] == "audio":
                     echo.queue(message)
@@ -114,8 +118,11 @@ class Echo:
 
 @contextmanager
 def session(server, **options):
-    with connect(f"{server.url.replace('http', 'ws')}/v1/realtime", open_timeout=10,
-                 subprotocols=["voxgate", f"bearer.{server.key}"]) as ws:
+    with connect(
+        f"{server.url.replace('http', 'ws')}/v1/realtime",
+        open_timeout=10,
+        subprotocols=["voxgate", f"bearer.{server.key}"],
+    ) as ws:
         ws.send(json.dumps({"type": "session.start", "reply_as": "voice", **options}))
         assert json.loads(ws.recv(timeout=10))["type"] == "session.ready"
         yield Mic(ws)
@@ -182,9 +189,9 @@ def test_a_backchannel_does_not_interrupt_but_a_real_interruption_does(rt_server
         interrupted = mic.wait_for({"interrupted", "done"})
         assert interrupted["type"] == "interrupted"
         # Playback was paused as soon as the voice was known not to be the reply's own.
-        assert "output.paused" in [m["type"] for m in mic.log[held:mic.log.index(interrupted)]]
+        assert "output.paused" in [m["type"] for m in mic.log[held : mic.log.index(interrupted)]]
         answer = mic.wait_for({"done"})
-        spoken = [m["text"] for m in mic.log[:mic.log.index(interrupted)] if m["type"] == "audio"]
+        spoken = [m["text"] for m in mic.log[: mic.log.index(interrupted)] if m["type"] == "audio"]
     # Stored as far as the user heard it: a non-empty prefix of the clauses sent.
     assert interrupted["reply"] and " ".join(spoken).startswith(interrupted["reply"])
     messages = stored(rt_server, answer["conversation_id"])
@@ -194,8 +201,12 @@ def test_a_backchannel_does_not_interrupt_but_a_real_interruption_does(rt_server
 
 
 def test_four_sessions_at_once_all_get_answers(rt_server, say):
-    questions = ["What is the capital of France?", "What is the capital of Italy?",
-                 "What is the capital of Spain?", "What is the capital of Germany?"]
+    questions = [
+        "What is the capital of France?",
+        "What is the capital of Italy?",
+        "What is the capital of Spain?",
+        "What is the capital of Germany?",
+    ]
     spoken = [say(q) for q in questions]
 
     def ask(i: int) -> dict:

@@ -55,14 +55,24 @@ def database(tmp_path_factory) -> Iterator[str]:
 def replicas(tmp_path_factory, database, llama_url) -> Iterator[list[Replica]]:
     """Two `voxgate serve` started at the same moment on the empty database, auth on."""
     workdir = tmp_path_factory.mktemp("replicas")
-    shared = {**os.environ, "VOXGATE_DATABASE_URL": database, "VOXGATE_JWT_SECRET": TEST_JWT_SECRET,
-              "VOXGATE_LLM_BACKEND": "openai", "VOXGATE_LLM_URL": llama_url, "VOXGATE_LLM_MODEL": "qwen-remote",
-              "VOXGATE_THREADS": "1"}  # two replicas and the LLM share this machine's cores
+    shared = {
+        **os.environ,
+        "VOXGATE_DATABASE_URL": database,
+        "VOXGATE_JWT_SECRET": TEST_JWT_SECRET,
+        "VOXGATE_LLM_BACKEND": "openai",
+        "VOXGATE_LLM_URL": llama_url,
+        "VOXGATE_LLM_MODEL": "qwen-remote",
+        "VOXGATE_THREADS": "1",
+    }  # two replicas and the LLM share this machine's cores
     started = []
     for name in ("a", "b"):
         port, env, log = free_port(), {**shared, "VOXGATE_DATA_DIR": str(workdir / name)}, workdir / f"{name}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port", str(port)], env=env,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voxgate", "serve", "--port", str(port)],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         started.append(Replica(Server(proc, f"http://127.0.0.1:{port}", env, None), f"127.0.0.1:{port}", log))
     try:
         for replica in started:
@@ -80,6 +90,7 @@ def replicas(tmp_path_factory, database, llama_url) -> Iterator[list[Replica]]:
 @dataclass
 class Served:
     """One request in the balancer's access log."""
+
     request: str  # e.g. "POST /v1/chat HTTP/1.1"
     status: int
     upstreams: list[str]  # the replicas tried, in order: more than one when nginx retried
@@ -104,8 +115,11 @@ class Balancer:
             with self.access_log.open("rb") as f:
                 f.seek(since)
                 lines = f.read(None if until is None else until - since).decode().splitlines()
-            served = [Served(m["request"], int(m["status"]), m["upstreams"].split(", "))
-                      for m in map(LOG_LINE.search, lines) if m["request"].startswith(request)]
+            served = [
+                Served(m["request"], int(m["status"]), m["upstreams"].split(", "))
+                for m in map(LOG_LINE.search, lines)
+                if m["request"].startswith(request)
+            ]
             if len(served) >= count:
                 return served
             assert time.monotonic() < deadline, f"the balancer logged {len(served)} of {count} {request}: {lines}"
@@ -123,20 +137,28 @@ def balancer(replicas) -> Iterator[Balancer]:
     home = Path(tempfile.mkdtemp(prefix="voxgate-nginx-"))
     port = free_port()
     # What `envsubst '$LISTEN $REPLICA_A $REPLICA_B $LOG_DIR'` does in docs/deployment.md.
-    (home / "voxgate.conf").write_text(Template(TEMPLATE.read_text()).safe_substitute(
-        LISTEN=f"127.0.0.1:{port}", REPLICA_A=replicas[0].address, REPLICA_B=replicas[1].address, LOG_DIR=home))
+    (home / "voxgate.conf").write_text(
+        Template(TEMPLATE.read_text()).safe_substitute(
+            LISTEN=f"127.0.0.1:{port}", REPLICA_A=replicas[0].address, REPLICA_B=replicas[1].address, LOG_DIR=home
+        )
+    )
     # What Debian's /etc/nginx/nginx.conf puts around conf.d/, with every path in `home`.
     (home / "nginx.conf").write_text(
         f"worker_processes 1;\npid {home}/nginx.pid;\nevents {{ worker_connections 512; }}\n"
         f"http {{\n  client_body_temp_path {home}/body;\n  proxy_temp_path {home}/proxy;\n"
         f"  fastcgi_temp_path {home}/fastcgi;\n  uwsgi_temp_path {home}/uwsgi;\n  scgi_temp_path {home}/scgi;\n"
-        f"  include {home}/voxgate.conf;\n}}\n")
+        f"  include {home}/voxgate.conf;\n}}\n"
+    )
     as_user = {"user": "www-data", "group": "www-data"} if os.geteuid() == 0 else {}
     if as_user:
         shutil.chown(home, **as_user)
     output = replicas[0].log.parent / "nginx.out"
-    proc = subprocess.Popen([NGINX, "-p", str(home), "-c", str(home / "nginx.conf"), "-e", str(home / "error.log"),
-                             "-g", "daemon off;"], stdout=output.open("w"), stderr=subprocess.STDOUT, **as_user)
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(home), "-c", str(home / "nginx.conf"), "-e", str(home / "error.log"), "-g", "daemon off;"],
+        stdout=output.open("w"),
+        stderr=subprocess.STDOUT,
+        **as_user,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_serving(proc, f"{url}/healthz", output, "nginx", 30)
@@ -152,7 +174,7 @@ def balancer(replicas) -> Iterator[Balancer]:
 
 def test_the_documented_nginx_config_is_the_one_tested():
     config = TEMPLATE.read_text()
-    assert config[config.index("upstream voxgate {"):] in DOCS.read_text()
+    assert config[config.index("upstream voxgate {") :] in DOCS.read_text()
 
 
 def test_replicas_started_together_on_an_empty_database_create_one_admin(replicas):
@@ -193,8 +215,16 @@ def test_migrations_run_by_several_processes_at_once_all_succeed(database):
             await engine.dispose()
 
     asyncio.run(run("CREATE DATABASE voxgate_migrate"))
-    procs = [subprocess.Popen([sys.executable, "-c", MIGRATE, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     try:
         for proc in procs:
             assert proc.stdout.readline() == "connected\n", proc.stdout.read()
@@ -225,22 +255,33 @@ def test_a_conversation_and_a_token_carry_over_to_the_other_replica(replicas):
     assert login.status_code == 200, login.text
     token = {"Authorization": f"Bearer {login.json()['access_token']}"}  # signed by replica a
 
-    first = httpx.post(f"{a.url}/v1/chat", headers=token, timeout=TIMEOUT,
-                       json={"text": "My name is Ada.", "temperature": 0, "max_tokens": 30})
+    first = httpx.post(
+        f"{a.url}/v1/chat",
+        headers=token,
+        timeout=TIMEOUT,
+        json={"text": "My name is Ada.", "temperature": 0, "max_tokens": 30},
+    )
     assert first.status_code == 200, first.text
     conversation = first.json()["conversation_id"]
-    second = httpx.post(f"{b.url}/v1/chat", headers=token, timeout=TIMEOUT,  # the other replica
-                        json={"text": "What is my name?", "conversation_id": conversation, "temperature": 0,
-                              "max_tokens": 30})
+    second = httpx.post(
+        f"{b.url}/v1/chat",
+        headers=token,
+        timeout=TIMEOUT,  # the other replica
+        json={"text": "What is my name?", "conversation_id": conversation, "temperature": 0, "max_tokens": 30},
+    )
     assert second.status_code == 200, second.text
     assert "ada" in words(second.json()["reply"])  # b read the first turn from the shared database
 
     stored = httpx.get(f"{a.url}/v1/conversations/{conversation}", headers=token, timeout=TIMEOUT).json()
     assert [(m["role"], m["text"]) for m in stored["messages"]] == [
-        ("user", "My name is Ada."), ("assistant", first.json()["reply"]),
-        ("user", "What is my name?"), ("assistant", second.json()["reply"])]
-    assert httpx.get(f"{b.url}/v1/me", headers={"Authorization": "Bearer not-a-token"},
-                     timeout=TIMEOUT).status_code == 401  # b does check tokens
+        ("user", "My name is Ada."),
+        ("assistant", first.json()["reply"]),
+        ("user", "What is my name?"),
+        ("assistant", second.json()["reply"]),
+    ]
+    assert (
+        httpx.get(f"{b.url}/v1/me", headers={"Authorization": "Bearer not-a-token"}, timeout=TIMEOUT).status_code == 401
+    )  # b does check tokens
 
 
 def turn(ws) -> list[dict]:
@@ -258,8 +299,10 @@ def test_the_realtime_socket_works_through_the_balancer(balancer, replicas, fran
     key = balancer.headers["Authorization"].removeprefix("Bearer ")
     conversations = []
     # Two sockets opened one after the other: round-robin puts them on different replicas.
-    with connect(url, subprotocols=["voxgate", f"bearer.{key}"], open_timeout=10) as first, \
-            connect(url, subprotocols=["voxgate", f"bearer.{key}"], open_timeout=10) as second:
+    with (
+        connect(url, subprotocols=["voxgate", f"bearer.{key}"], open_timeout=10) as first,
+        connect(url, subprotocols=["voxgate", f"bearer.{key}"], open_timeout=10) as second,
+    ):
         for ws, reply_as in ((first, "voice"), (second, "text")):
             ws.send(json.dumps({"type": "session.start", "input_format": "container", "reply_as": reply_as}))
             assert json.loads(ws.recv(timeout=10))["type"] == "session.ready"
@@ -273,8 +316,7 @@ def test_the_realtime_socket_works_through_the_balancer(balancer, replicas, fran
         second.send(json.dumps({"type": "input.text", "text": "And of Italy?"}))  # the same socket goes on
         assert turn(second)[-1]["type"] == "done"
     for conversation, turns in zip(conversations, (1, 2), strict=True):
-        stored = httpx.get(f"{balancer.url}/v1/conversations/{conversation}", headers=balancer.headers,
-                           timeout=TIMEOUT)
+        stored = httpx.get(f"{balancer.url}/v1/conversations/{conversation}", headers=balancer.headers, timeout=TIMEOUT)
         assert [m["role"] for m in stored.json()["messages"]] == ["user", "assistant"] * turns, stored.text
     sockets = balancer.served("GET /v1/realtime", since, 2)
     assert [s.status for s in sockets] == [101, 101]
@@ -307,8 +349,10 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
     def retried() -> bool:
         """nginx gave the dead replica a turn, found it gone and passed the turn to the survivor
         (at its first round-robin turn, or once `fail_timeout` after a failure has passed)."""
-        return any(s.upstreams == [victim.address, survivor.address] and s.status == 200
-                   for s in balancer.served("POST /v1/chat", since))
+        return any(
+            s.upstreams == [victim.address, survivor.address] and s.status == 200
+            for s in balancer.served("POST /v1/chat", since)
+        )
 
     def drive(i: int) -> None:
         """Turns of one conversation, one after the other, until told to stop."""
@@ -319,11 +363,16 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
                     return
                 started = time.monotonic()
                 try:
-                    response = client.post("/v1/chat", json={
-                        "text": f"Say the number {n}.", "conversation_id": conversation, "max_tokens": 8})
+                    response = client.post(
+                        "/v1/chat",
+                        json={"text": f"Say the number {n}.", "conversation_id": conversation, "max_tokens": 8},
+                    )
                     status = response.status_code
-                    body = response.json() if "json" in response.headers.get("content-type", "") \
+                    body = (
+                        response.json()
+                        if "json" in response.headers.get("content-type", "")
                         else {"text": response.text}
+                    )
                 except httpx.TransportError as exc:
                     status, body = None, {"exception": repr(exc)}
                 with progress:
@@ -340,8 +389,12 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
                 since = balancer.mark()
                 killed_at = time.monotonic()
                 victim.server.proc.kill()  # kill -9, while turns are in flight
-                assert progress.wait_for(lambda: failed_after_kill() or (
-                    retried() and all(answered_since(killed_at, i) for i in range(threads))), 90), outcomes
+                assert progress.wait_for(
+                    lambda: (
+                        failed_after_kill() or (retried() and all(answered_since(killed_at, i) for i in range(threads)))
+                    ),
+                    90,
+                ), outcomes
         finally:
             stop.set()
             for driver in drivers:
@@ -359,8 +412,7 @@ def test_a_replica_killed_under_load_loses_no_answered_turn(balancer, replicas):
     for i in range(threads):
         answered = [o.body for o in outcomes[i] if o.status == 200]
         conversation = answered[0]["conversation_id"]
-        stored = httpx.get(f"{balancer.url}/v1/conversations/{conversation}", headers=balancer.headers,
-                           timeout=TIMEOUT)
+        stored = httpx.get(f"{balancer.url}/v1/conversations/{conversation}", headers=balancer.headers, timeout=TIMEOUT)
         assert stored.status_code == 200, stored.text
         messages = stored.json()["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)  # whole turns only

@@ -18,8 +18,9 @@ FRENCH = "Bonjour, quelle est la capitale de la France ? Je crois que c'est Pari
 
 def speak(tts: EspeakTTS, text: str, speed: float = 1.0) -> np.ndarray:
     chunks = list(tts.synthesize(text, speed=speed))
-    assert chunks and all(c.sample_rate == tts.sample_rate and c.pcm.dtype == np.int16 and c.pcm.ndim == 1
-                          for c in chunks)
+    assert chunks and all(
+        c.sample_rate == tts.sample_rate and c.pcm.dtype == np.int16 and c.pcm.ndim == 1 for c in chunks
+    )
     return np.concatenate([c.pcm for c in chunks])
 
 
@@ -43,7 +44,14 @@ def test_voices_list_one_per_language_with_names():
 
 def test_whisper_languages_map_to_espeak_voices():
     assert {c: espeak_language(c) for c in ("fr", "es", "de", "zh", "ja", "en", "EN")} == {
-        "fr": "fr-fr", "es": "es", "de": "de", "zh": "cmn", "ja": "ja", "en": "en-us", "EN": "en-us"}
+        "fr": "fr-fr",
+        "es": "es",
+        "de": "de",
+        "zh": "cmn",
+        "ja": "ja",
+        "en": "en-us",
+        "EN": "en-us",
+    }
     assert espeak_language("jw") is None  # Javanese: Whisper knows it, espeak-ng does not
 
 

@@ -46,11 +46,11 @@ def pitch(pcm: np.ndarray, rate: int = 24000) -> float:
     """Median fundamental frequency (Hz) of the voiced frames, by autocorrelation."""
     x, size, found = pcm.astype(np.float32) / 32768, 1024, []
     for start in range(0, len(x) - size, size // 2):
-        frame = x[start:start + size] - x[start:start + size].mean()
-        if np.sqrt(np.mean(frame ** 2)) < 0.02:
+        frame = x[start : start + size] - x[start : start + size].mean()
+        if np.sqrt(np.mean(frame**2)) < 0.02:
             continue
-        ac = np.correlate(frame, frame, "full")[size - 1:]
-        lag = rate // 400 + int(np.argmax(ac[rate // 400:rate // 60]))
+        ac = np.correlate(frame, frame, "full")[size - 1 :]
+        lag = rate // 400 + int(np.argmax(ac[rate // 400 : rate // 60]))
         if ac[lag] > 0.3 * ac[0]:
             found.append(rate / lag)
     return float(np.median(found))

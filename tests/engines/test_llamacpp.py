@@ -18,8 +18,9 @@ def _path(name: str):
 
 
 def _answers(llm: LlamaCppLLM) -> list[str]:
-    return [llm.generate(ChatRequest((ChatMessage("user", q),), max_tokens=40, temperature=0.0)).text
-            for q in QUESTIONS]
+    return [
+        llm.generate(ChatRequest((ChatMessage("user", q),), max_tokens=40, temperature=0.0)).text for q in QUESTIONS
+    ]
 
 
 @pytest.fixture(scope="module")

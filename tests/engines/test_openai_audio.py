@@ -66,8 +66,10 @@ def test_wrong_api_key_is_a_backend_error(voxgate):
 
 def test_backend_down_is_unavailable(caplog):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    with pytest.raises(BackendUnavailable, match=f"^the STT backend openai at {url} is unreachable: connection "
-                                                 "refused \\(after 2 attempts\\)$"):
+    with pytest.raises(
+        BackendUnavailable,
+        match=f"^the STT backend openai at {url} is unreachable: connection refused \\(after 2 attempts\\)$",
+    ):
         OpenAISTT("whisper-1", url, None, 30, 1).transcribe(np.zeros(1600, np.float32))
     with caplog.at_level(logging.WARNING, logger="voxgate"):
         tts = OpenAITTS("tts-1", url, None, 30, 0, voice="alloy")  # starts all the same, at OpenAI's rate
@@ -93,12 +95,16 @@ def tone(seconds: float, rate: int) -> np.ndarray:
 
 def test_wav_layouts_and_another_rate_are_read():
     """Exact sizes with an extra chunk before the data, stereo, and a rate other than the learned one."""
-    answers = iter([
-        wav_bytes(tone(0.1, 24000), 24000),  # the first word: 24 kHz is learned
-        wav_bytes(tone(0.5, 24000), 24000)[:36] + b"LIST\x04\x00\x00\x00INFO" + wav_bytes(tone(0.5, 24000), 24000)[36:],
-        wav_bytes(np.repeat(tone(0.5, 24000), 2), 24000, channels=2),
-        wav_bytes(tone(0.5, 16000), 16000),
-    ])
+    answers = iter(
+        [
+            wav_bytes(tone(0.1, 24000), 24000),  # the first word: 24 kHz is learned
+            wav_bytes(tone(0.5, 24000), 24000)[:36]
+            + b"LIST\x04\x00\x00\x00INFO"
+            + wav_bytes(tone(0.5, 24000), 24000)[36:],
+            wav_bytes(np.repeat(tone(0.5, 24000), 2), 24000, channels=2),
+            wav_bytes(tone(0.5, 16000), 16000),
+        ]
+    )
     with stub_server(lambda r: reply(r, 200, next(answers), "audio/wav")) as url:
         tts = OpenAITTS("tts-1", url, None, 30, 0, voice="alloy")
         assert tts.sample_rate == 24000
@@ -122,8 +128,12 @@ def test_a_streamed_wav_is_yielded_as_it_arrives():
         yield pcm[1001:5001]
         yield pcm[5001:]
 
-    answers = iter([lambda r: reply(r, 200, wav_bytes(tone(0.1, 22050), 22050), "audio/wav"),  # the first word
-                    lambda r: reply_streamed(r, "audio/wav", pieces())])
+    answers = iter(
+        [
+            lambda r: reply(r, 200, wav_bytes(tone(0.1, 22050), 22050), "audio/wav"),  # the first word
+            lambda r: reply_streamed(r, "audio/wav", pieces()),
+        ]
+    )
     with stub_server(lambda r: next(answers)(r)) as url:
         tts = OpenAITTS("tts-1", url, None, 30, 0, voice="alloy")
         speech = tts.synthesize("Hi")
@@ -136,6 +146,7 @@ def test_a_streamed_wav_is_yielded_as_it_arrives():
 def test_an_answer_that_is_not_wav_is_a_backend_error():
     with stub_server(lambda r: reply(r, 200, b"ID3\x04\x00" + bytes(200), "audio/mpeg")) as url:
         tts = OpenAITTS("tts-1", url, None, 30, 0, voice="alloy")
-        with pytest.raises(BackendError, match=f"^the TTS backend openai at {url} answered something that is not "
-                                               "16-bit PCM WAV audio$"):
+        with pytest.raises(
+            BackendError, match=f"^the TTS backend openai at {url} answered something that is not 16-bit PCM WAV audio$"
+        ):
             list(tts.synthesize("Hello"))

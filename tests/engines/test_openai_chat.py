@@ -16,8 +16,11 @@ from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded
 
 
 def ask(question: str, max_tokens: int = 64) -> ChatRequest:
-    return ChatRequest(messages=(ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", question)),
-                       max_tokens=max_tokens, temperature=0.0)
+    return ChatRequest(
+        messages=(ChatMessage("system", "You are a helpful assistant."), ChatMessage("user", question)),
+        max_tokens=max_tokens,
+        temperature=0.0,
+    )
 
 
 def chat(url: str, *, timeout: float = 60, retries: int = 2) -> OpenAIChat:
@@ -46,8 +49,10 @@ def test_stop_sequences_and_top_p_are_passed(llama_url):
 
 def test_on_delta_true_stops_the_stream(llama_url):
     deltas = []
-    result = chat(llama_url).generate(ask("Count from 1 to 1000, separated by commas.", max_tokens=1900),
-                                      on_delta=lambda d: deltas.append(d) or len(deltas) == 3)
+    result = chat(llama_url).generate(
+        ask("Count from 1 to 1000, separated by commas.", max_tokens=1900),
+        on_delta=lambda d: deltas.append(d) or len(deltas) == 3,
+    )
     assert len(deltas) == 3
     assert result.finish_reason == "cancelled" and result.text == "".join(deltas).strip()
     # Closing the connection stopped the generation within a few tokens (1900 would take minutes).
@@ -72,8 +77,9 @@ def test_backend_down_is_unavailable_after_retries_with_backoff(caplog):
     with pytest.raises(BackendUnavailable) as caught:
         chat(url, retries=2).generate(ask("Hello?"))
     assert time.monotonic() - started >= 0.25 + 0.5  # the two backoffs before the retries
-    assert caught.value.message == (f"the LLM backend openai at {url} is unreachable: connection refused "
-                                    "(after 3 attempts)")
+    assert caught.value.message == (
+        f"the LLM backend openai at {url} is unreachable: connection refused (after 3 attempts)"
+    )
     assert caught.value.status == 503 and caught.value.headers()["Retry-After"]
 
     with caplog.at_level(logging.WARNING, logger="voxgate"):
@@ -93,8 +99,9 @@ def test_server_killed_mid_stream_is_an_error_naming_the_backend(tmp_path):
 
     try:
         with pytest.raises((BackendError, BackendUnavailable)) as caught:
-            chat(url).generate(ask("Write a very long story about a dragon.", max_tokens=1000),
-                               on_delta=kill_after_first)
+            chat(url).generate(
+                ask("Write a very long story about a dragon.", max_tokens=1000), on_delta=kill_after_first
+            )
     finally:
         proc.kill()
     assert caught.value.message.startswith(f"the LLM backend openai at {url} ")
@@ -103,8 +110,10 @@ def test_server_killed_mid_stream_is_an_error_naming_the_backend(tmp_path):
 
 def test_an_html_page_is_not_a_chat_stream():
     with stub_server(lambda r: reply(r, 200, "<html><body>It works!</body></html>", "text/html")) as url:
-        with pytest.raises(BackendError, match=f"^the LLM backend openai at {url} answered something "
-                                               "that is not an OpenAI chat stream$"):
+        with pytest.raises(
+            BackendError,
+            match=f"^the LLM backend openai at {url} answered something that is not an OpenAI chat stream$",
+        ):
             chat(url).generate(ask("Hello?"))
 
 
@@ -116,8 +125,10 @@ def test_a_stream_without_done_is_broken():
 
 
 def test_an_error_event_mid_stream_is_reported():
-    events = ['data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n',
-              'data: {"error":{"code":500,"message":"the slot was lost","type":"server_error"}}\n\n']
+    events = [
+        'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n',
+        'data: {"error":{"code":500,"message":"the slot was lost","type":"server_error"}}\n\n',
+    ]
     with stub_server(lambda r: reply_streamed(r, "text/event-stream", events)) as url:
         with pytest.raises(BackendError, match="reported an error: the slot was lost$"):
             chat(url).generate(ask("Hello?"))
@@ -134,8 +145,10 @@ def test_busy_backend_is_retried_then_unavailable_but_a_4xx_is_not_retried():
             reply(request, 400, '{"error": {"message": "model \\"qwen\\" does not exist"}}', "application/json")
 
     with stub_server(handle) as url:
-        with pytest.raises(BackendUnavailable, match=f"^the LLM backend openai at {url}/busy answered 503: "
-                                                     "all slots are busy \\(after 3 attempts\\)$"):
+        with pytest.raises(
+            BackendUnavailable,
+            match=f"^the LLM backend openai at {url}/busy answered 503: all slots are busy \\(after 3 attempts\\)$",
+        ):
             chat(f"{url}/busy", retries=2).generate(ask("Hello?"))
         assert hits == ["/busy/chat/completions"] * 3
         hits.clear()

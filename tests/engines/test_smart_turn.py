@@ -112,4 +112,5 @@ def test_only_the_last_eight_seconds_count(smart_turn, speak):
     question = speak(FINISHED[0])
     noise = np.random.default_rng(0).normal(0, 0.05, 10 * RATE).astype(np.float32)
     assert smart_turn.completion(np.concatenate([noise, question])) == pytest.approx(
-        smart_turn.completion(np.concatenate([noise[-(8 * RATE - question.size):], question])), abs=1e-6)
+        smart_turn.completion(np.concatenate([noise[-(8 * RATE - question.size) :], question])), abs=1e-6
+    )

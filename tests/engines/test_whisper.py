@@ -17,8 +17,11 @@ from voxgate.config import Settings
 from voxgate.engines.base import Segment
 from voxgate.engines.whisper import FITTED_MAX_SECONDS, RATE, WhisperSTT, _segments, _until_restart
 
-QUESTIONS = ("What is the capital of France?", "How many legs does a spider have?",
-             "Please turn off the lights in the kitchen.")
+QUESTIONS = (
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Please turn off the lights in the kitchen.",
+)
 SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over and over
 
 

@@ -20,8 +20,12 @@ def test_kill_9_during_a_burst_loses_no_answered_turn(request, tmp_path_factory,
 
     def ask(i: int) -> None:
         try:
-            r = httpx.post(f"{server.url}/v1/chat", headers=headers, timeout=120,
-                           json={"text": f"Give me one fact about the number {i}.", "max_tokens": 24})
+            r = httpx.post(
+                f"{server.url}/v1/chat",
+                headers=headers,
+                timeout=120,
+                json={"text": f"Give me one fact about the number {i}.", "max_tokens": 24},
+            )
         except httpx.TransportError:
             return  # in flight when the server died: never answered, so nothing is owed
         if r.status_code == 200:

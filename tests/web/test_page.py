@@ -23,8 +23,15 @@ STORY = "Tell me a long story about a dragon."  # an answer long enough to stop 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TURN_TIMEOUT = 180_000  # ms: a voice turn on 2 CPU cores, with room for a slow machine
 # Quiet and predictable: no updates, sync or other traffic, no GPU in containers.
-BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+BASE_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 # ---------------------------------------------------------------- fixtures
@@ -55,8 +62,12 @@ def spoken(web_server, tmp_path_factory) -> Callable[[str], tuple[Path, float]]:
     def speak(text: str) -> tuple[Path, float]:
         if text in made:
             return made[text]
-        response = httpx.post(f"{web_server.url}/v1/audio/speech", headers=web_server.headers, timeout=120,
-                              json={"input": text, "response_format": "wav"})
+        response = httpx.post(
+            f"{web_server.url}/v1/audio/speech",
+            headers=web_server.headers,
+            timeout=120,
+            json={"input": text, "response_format": "wav"},
+        )
         assert response.status_code == 200, response.text
         path = folder / f"{len(made)}.wav"
         path.write_bytes(response.content)
@@ -100,9 +111,14 @@ def chromium(spoken) -> Iterator[Callable[[str], object]]:
             if text not in browsers:
                 path, _ = spoken(text)
                 browsers[text] = p.chromium.launch(
-                    executable_path=str(CHROMIUM), headless=True,
-                    args=[*BASE_ARGS, "--use-fake-device-for-media-stream", "--deny-permission-prompts",
-                          f"--use-file-for-fake-audio-capture={path}%noloop"],
+                    executable_path=str(CHROMIUM),
+                    headless=True,
+                    args=[
+                        *BASE_ARGS,
+                        "--use-fake-device-for-media-stream",
+                        "--deny-permission-prompts",
+                        f"--use-file-for-fake-audio-capture={path}%noloop",
+                    ],
                 )
             return browsers[text]
 
@@ -111,8 +127,10 @@ def chromium(spoken) -> Iterator[Callable[[str], object]]:
             browser.close()
 
 
-VIEWPORTS = {"desktop": {"viewport": {"width": 1280, "height": 800}},
-             "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}}
+VIEWPORTS = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
 
 
 @pytest.fixture
@@ -195,12 +213,15 @@ class SocketLog:
 
 def api_get(page, path: str, method: str = "GET", body: dict | None = None) -> dict:
     """Call the API as the signed-in user, with the page's own token."""
-    return page.evaluate("""async ([path, method, body]) => {
+    return page.evaluate(
+        """async ([path, method, body]) => {
         const token = JSON.parse(localStorage.getItem("voxgate.session")).token;
         const headers = { Authorization: `Bearer ${token}`, "Content-Type": "application/json" };
         const response = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
         return response.json();
-    }""", [path, method, body])
+    }""",
+        [path, method, body],
+    )
 
 
 def chunks_played(page) -> int:
@@ -226,8 +247,11 @@ def ask_in_writing(page, text: str) -> dict:
     answered = page.evaluate("window.voxgateStats.lastTurn")
     page.get_by_label("Type a message").fill(text)
     page.get_by_role("button", name="Send").click()
-    page.wait_for_function("old => { const t = window.voxgateStats.lastTurn; return t && t !== old && t.models }",
-                           arg=answered, timeout=TURN_TIMEOUT)
+    page.wait_for_function(
+        "old => { const t = window.voxgateStats.lastTurn; return t && t !== old && t.models }",
+        arg=answered,
+        timeout=TURN_TIMEOUT,
+    )
     expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
     return page.evaluate("window.voxgateStats.lastTurn")
 
@@ -267,8 +291,9 @@ def test_voice_question_gets_a_spoken_streamed_reply(open_page, question_wav, vi
     expect(said).to_contain_text(re.compile(r"capital|france", re.I), timeout=TURN_TIMEOUT)
     expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
     reply = page.locator("#messages li.assistant")
-    stats = page.wait_for_function("() => window.voxgateStats.chunksPlayed >= 1 && window.voxgateStats",
-                                   timeout=30_000).json_value()
+    stats = page.wait_for_function(
+        "() => window.voxgateStats.chunksPlayed >= 1 && window.voxgateStats", timeout=30_000
+    ).json_value()
     assert re.search(r"capital|france", stats["lastTranscript"], re.I), stats
     assert "paris" in stats["lastReply"].lower(), stats
     expect(reply.locator(".body")).to_have_text(stats["lastReply"])
@@ -325,8 +350,11 @@ def test_replay_plays_the_opened_conversations_reply(open_page):
     # The test server stores no audio: the reply is spoken again, its own text in its own voice.
     with page.expect_request("**/v1/audio/speech") as spoken_again:
         reply.get_by_role("button", name="Replay this reply").click()
-    assert spoken_again.value.post_data_json == {"input": stored[1]["text"], "voice": stored[1]["voice"],
-                                                  "response_format": "wav"}
+    assert spoken_again.value.post_data_json == {
+        "input": stored[1]["text"],
+        "voice": stored[1]["voice"],
+        "response_format": "wav",
+    }
     page.wait_for_function("n => window.voxgateStats.chunksPlayed > n", arg=played, timeout=10_000)
     replayed = page.evaluate("window.voxgateStats.lastReplay")
     assert replayed["messageId"] == stored[1]["id"] and replayed["conversationId"] == first["id"], replayed
@@ -395,7 +423,8 @@ def test_picked_voice_and_model_are_used(open_page):
     picker = page.get_by_label("Voice", exact=True)
     # Grouped by language; each voice says its gender and engine.
     expect(picker.locator("optgroup", has=page.locator(f"option[value='{joe['id']}']"))).to_have_attribute(
-        "label", re.compile(joe["language"]))
+        "label", re.compile(joe["language"])
+    )
     expect(picker.locator(f"option[value='{joe['id']}']")).to_contain_text(joe["engine"])
     picker.select_option(joe["id"])
     llm = api_get(page, "/v1/models/defaults")["llm"]
@@ -468,8 +497,7 @@ def test_hands_free_answers_over_the_realtime_socket(open_page, web_server):
     page = open_page(microphone=True)
     socket = SocketLog(page)
     page.get_by_label("Hands-free").check()  # the fake microphone starts speaking now
-    expect(page.locator("#messages li.user")).to_contain_text(re.compile(r"capital|france", re.I),
-                                                               timeout=TURN_TIMEOUT)
+    expect(page.locator("#messages li.user")).to_contain_text(re.compile(r"capital|france", re.I), timeout=TURN_TIMEOUT)
     expect(page.get_by_role("status")).to_contain_text("Answered", timeout=TURN_TIMEOUT)
     reply = page.locator("#messages li.assistant").inner_text()
     assert "paris" in reply.lower(), reply
@@ -485,8 +513,13 @@ def test_hands_free_answers_over_the_realtime_socket(open_page, web_server):
     frames = [payload for _, payload in socket.sent if isinstance(payload, bytes)]
     assert frames and {len(f) for f in frames} == {2 * round(start["sample_rate"] * 0.02)}, start
     kinds = [m["type"] for _, m in socket.received]
-    for earlier, later in [("session.ready", "speech.started"), ("speech.started", "speech.stopped"),
-                           ("speech.stopped", "transcript"), ("transcript", "audio"), ("audio", "done")]:
+    for earlier, later in [
+        ("session.ready", "speech.started"),
+        ("speech.started", "speech.stopped"),
+        ("speech.stopped", "transcript"),
+        ("transcript", "audio"),
+        ("audio", "done"),
+    ]:
         assert kinds.index(earlier) < kinds.index(later), kinds
     # The microphone streamed on while the reply played: the server decides about barge-in.
     first_audio, done = socket.when("audio"), socket.when("done")
@@ -527,8 +560,10 @@ def test_stop_ends_a_hands_free_reply_at_once(open_page):
     page = open_page(microphone=True, says=STORY)
     socket = SocketLog(page)
     page.get_by_label("Hands-free").check()
-    page.wait_for_function("() => window.voxgateStats.lastTurn?.via === 'realtime'"
-                           " && window.voxgateStats.chunksPlayed >= 1", timeout=TURN_TIMEOUT)
+    page.wait_for_function(
+        "() => window.voxgateStats.lastTurn?.via === 'realtime' && window.voxgateStats.chunksPlayed >= 1",
+        timeout=TURN_TIMEOUT,
+    )
     stop = page.get_by_role("button", name="Stop")
     stop.click()
     played = chunks_played(page)

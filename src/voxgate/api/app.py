@@ -3,11 +3,13 @@ context and shutdown drain (`middleware.py`), routers and their docs."""
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import REGISTRY
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -30,15 +32,17 @@ from voxgate.registry import Registry
 log = logging.getLogger("voxgate")
 
 
-def _error_response(status: int, type_: str, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+def _error_response(
+    status: int, type_: str, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"error": {"type": type_, "code": code, "message": message}}, status, headers=headers)
 
 
-def _voxgate_error(_: Request, exc: VoxgateError) -> JSONResponse:
+def _voxgate_error(_: Request | None, exc: VoxgateError) -> JSONResponse:
     return JSONResponse(exc.envelope(), exc.status, headers=exc.headers())
 
 
-def _counted_error(request: Request, exc: VoxgateError) -> JSONResponse:
+def _counted_error(request: Request | None, exc: VoxgateError) -> JSONResponse:
     metrics.ERRORS.labels(str(exc.status), exc.code).inc()
     return _voxgate_error(request, exc)
 
@@ -64,8 +68,9 @@ def _nested_too_deep(_: Request, exc: RecursionError) -> JSONResponse:
 
 
 def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    return _error_response(exc.status_code, "invalid_request_error", f"http_{exc.status_code}", str(exc.detail),
-                           exc.headers)
+    return _error_response(
+        exc.status_code, "invalid_request_error", f"http_{exc.status_code}", str(exc.detail), exc.headers
+    )
 
 
 def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
@@ -189,8 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="voxgate",
         version=__version__,
         description="Self-hosted voice chat: speech or text in, speech or text out. Every `/v1` route "
-                    "needs `Authorization: Bearer <API key or access token>`: use Authorize. Errors are "
-                    "always `{\"error\": {\"type\", \"code\", \"message\"}}`.",
+        "needs `Authorization: Bearer <API key or access token>`: use Authorize. Errors are "
+        'always `{"error": {"type", "code", "message"}}`.',
         lifespan=lifespan,
         docs_url=None,  # served offline by the docs router
         redoc_url=None,
@@ -201,14 +206,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limits = Limits(settings)
     app.state.loading = True
     app.state.load_error = None
-    app.add_exception_handler(VoxgateError, _counted_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RecursionError, _nested_too_deep)
-    app.add_exception_handler(Exception, _unexpected_error)
+    # Starlette types a handler as taking any Exception; each of these only gets its own class.
+    handlers: dict[type[Exception], Callable[[Request, Any], Response]] = {
+        VoxgateError: _counted_error,
+        RequestValidationError: _validation_error,
+        HTTPException: _http_error,
+        RecursionError: _nested_too_deep,
+        Exception: _unexpected_error,
+    }
+    for exception, handler in handlers.items():
+        app.add_exception_handler(exception, handler)
     # Room for the multipart envelope and form fields around a maximal upload.
-    app.add_middleware(BodySizeLimit, upload_bytes=settings.max_upload_bytes + 64 * 1024,
-                       json_bytes=settings.max_json_bytes)
+    app.add_middleware(
+        BodySizeLimit, upload_bytes=settings.max_upload_bytes + 64 * 1024, json_bytes=settings.max_json_bytes
+    )
     app.add_middleware(Drain, shutdown=app.state.shutdown, refusal=_shutting_down)
     app.include_router(health.router, responses=error_responses(503))
     app.include_router(docs.router)
@@ -218,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_routes.router, responses=error_responses(401, 403, 404, 409, 422, 429))
     app.include_router(realtime.router)  # authenticates inside the socket
     for router, statuses in _ROUTER_ERRORS:
-        app.include_router(router, dependencies=[Depends(current_user)],
-                           responses=error_responses(*sorted((401, 422, 429, 503, *statuses))))
+        app.include_router(
+            router,
+            dependencies=[Depends(current_user)],
+            responses=error_responses(*sorted((401, 422, 429, 503, *statuses))),
+        )
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -22,11 +23,11 @@ from voxgate.store.tables import User
 from voxgate.turns import TurnService
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: HTTPConnection) -> Settings:
     return request.app.state.settings
 
 
-def get_pipeline(request: Request) -> Pipeline:
+def get_pipeline(request: HTTPConnection) -> Pipeline:
     """The pipeline once the start-up load of the default models has finished. If that
     failed, requests go on: each loads what it needs and says what is missing."""
     if request.app.state.loading:
@@ -34,15 +35,15 @@ def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline
 
 
-def get_models(request: Request) -> Registry:
+def get_models(request: HTTPConnection) -> Registry:
     return request.app.state.models
 
 
-def get_db(request: Request) -> Database:
+def get_db(request: HTTPConnection) -> Database:
     return request.app.state.db
 
 
-def get_turns(request: Request) -> TurnService:
+def get_turns(request: HTTPConnection) -> TurnService:
     return TurnService(get_pipeline(request), request.app.state.db, request.app.state.settings)
 
 
@@ -71,12 +72,14 @@ async def authenticate(app, token: str) -> User:
 
 # Declares the bearer scheme in OpenAPI, so /docs has an Authorize button; the header is
 # read below, where a missing and a malformed one get their own 401.
-_bearer = HTTPBearer(auto_error=False, description="An API key (`vg_...`) or an access token from "
-                                                   "POST /v1/auth/login.")
+_bearer = HTTPBearer(auto_error=False, description="An API key (`vg_...`) or an access token from POST /v1/auth/login.")
 
 
-async def current_user(request: Request, settings: SettingsDep,
-                       _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+async def current_user(
+    request: Request,
+    settings: SettingsDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
     """The user behind `Authorization: Bearer <JWT or API key>` (the local admin when auth is off)."""
     if settings.auth == "off":
         return request.app.state.local_user
@@ -86,8 +89,9 @@ async def current_user(request: Request, settings: SettingsDep,
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("the Authorization header must be `Bearer <access token or API key>`",
-                           code="malformed_token")
+        raise Unauthorized(
+            "the Authorization header must be `Bearer <access token or API key>`", code="malformed_token"
+        )
     return await authenticate(request.app, token)
 
 

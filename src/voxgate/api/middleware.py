@@ -38,8 +38,7 @@ _TAIL_SECONDS = 2.0  # after the lanes refuse: time for the errors to reach thei
 
 
 def shutting_down() -> Unavailable:
-    return Unavailable("the server is shutting down; retry on another instance", code="shutting_down",
-                       retry_after=1)
+    return Unavailable("the server is shutting down; retry on another instance", code="shutting_down", retry_after=1)
 
 
 class RequestContext:
@@ -70,8 +69,7 @@ class RequestContext:
             kind = message["type"]
             if kind in ("http.response.start", "websocket.http.response.start", "websocket.accept"):
                 status = message.get("status", 101)
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", request_id.encode())]}
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             elif kind == "websocket.close" and status is None:
                 status = 403  # refused before it was accepted
             elif kind in ("http.response.body", "websocket.http.response.body"):
@@ -96,9 +94,24 @@ class RequestContext:
         client = scope.get("client")
         where = f"{client[0]}:{client[1]}" if client else "-"
         path = scope.get("path", "")
-        access_log.info('%s "%s %s" %s %.1f ms', where, method, path, shown, seconds * 1000,
-                        extra={"fields": {"client": where, "method": method, "path": path, "route": route,
-                                          "status": shown, "duration_ms": round(seconds * 1000, 1)}})
+        access_log.info(
+            '%s "%s %s" %s %.1f ms',
+            where,
+            method,
+            path,
+            shown,
+            seconds * 1000,
+            extra={
+                "fields": {
+                    "client": where,
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": shown,
+                    "duration_ms": round(seconds * 1000, 1),
+                }
+            },
+        )
         if scope["type"] == "http":
             metrics.REQUESTS.labels(method, route, str(shown)).inc()
             metrics.REQUEST_SECONDS.labels(method, route).observe(seconds)

@@ -30,11 +30,16 @@ class ChatBody(BaseModel):
 
     # Examples of the whole body, not of fields: a field example would pre-fill the upload
     # form in /docs too, and `text` beside a file is refused.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"text": "What is the capital of France?"},
-        {"text": "Tell me a fun fact.", "reply_as": "voice", "voice_format": "mp3"},
-        {"text": "And its population?", "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "stream": True},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"text": "What is the capital of France?"},
+                {"text": "Tell me a fun fact.", "reply_as": "voice", "voice_format": "mp3"},
+                {"text": "And its population?", "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "stream": True},
+            ]
+        },
+    )
 
     text: PlainText | None = Field(None, description="The prompt as text. Send this or an `audio` file, not both.")
     reply_as: Literal["text", "voice"] = Field("text", description="`text` for JSON, `voice` for an audio body.")
@@ -43,13 +48,19 @@ class ChatBody(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     language: str | None = Field(
-        None, pattern=r"^[a-z]{2,3}$",
-        description="Language heard and answered (ISO 639-1); omit to let multilingual Whisper detect it.")
+        None,
+        pattern=r"^[a-z]{2,3}$",
+        description="Language heard and answered (ISO 639-1); omit to let multilingual Whisper detect it.",
+    )
     model: str | None = Field(None, max_length=64, description="LLM or custom model (default: the LLM default).")
-    voice: str | None = Field(None, max_length=100, description="Voice id from GET /v1/voices (default: one that "
-                                                                  "speaks the reply's language).")
-    conversation_id: str | None = Field(None, max_length=64,
-                                        description="Continue this conversation; omit to start one.")
+    voice: str | None = Field(
+        None,
+        max_length=100,
+        description="Voice id from GET /v1/voices (default: one that speaks the reply's language).",
+    )
+    conversation_id: str | None = Field(
+        None, max_length=64, description="Continue this conversation; omit to start one."
+    )
     persona: str | None = Field(None, max_length=64, description="Persona for this turn (default: the conversation's).")
     stream: bool = Field(False, description="Answer as server-sent events: transcript, text, audio, done.")
 
@@ -82,14 +93,24 @@ class Timings(BaseModel):
 
 
 class ChatReply(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "transcript": "What is the capital of France?", "reply": "The capital of France is Paris.",
-        "language": "en", "voice": None,
-        "models": {"stt": "whisper-tiny.en", "llm": "qwen2.5-coder-0.5b-instruct", "tts": None},
-        "timings": {"decode": 8.1, "stt": 391.6, "llm": 412.3, "tts": None},
-        "usage": {"prompt_tokens": 61, "completion_tokens": 8},
-        "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50", "persona": "assistant",
-        "message_id": "9a1e0c2b3d4e5f60718293a4b5c6d7e8"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transcript": "What is the capital of France?",
+                    "reply": "The capital of France is Paris.",
+                    "language": "en",
+                    "voice": None,
+                    "models": {"stt": "whisper-tiny.en", "llm": "qwen2.5-coder-0.5b-instruct", "tts": None},
+                    "timings": {"decode": 8.1, "stt": 391.6, "llm": 412.3, "tts": None},
+                    "usage": {"prompt_tokens": 61, "completion_tokens": 8},
+                    "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50",
+                    "persona": "assistant",
+                    "message_id": "9a1e0c2b3d4e5f60718293a4b5c6d7e8",
+                }
+            ]
+        }
+    )
 
     transcript: str | None = Field(description="What the user said; null for text input.")
     reply: str
@@ -104,8 +125,9 @@ class ChatReply(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    type: str = Field(description="invalid_request_error, authentication_error, permission_error, "
-                                  "rate_limit_error or server_error.")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, permission_error, rate_limit_error or server_error."
+    )
     code: str = Field(description="What went wrong, for programs: `busy`, `no_speech`, `rate_limited`, ...")
     message: str = Field(description="What went wrong, for people.")
 
@@ -120,8 +142,9 @@ class ErrorOut(BaseModel):
 
 
 class Credentials(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"username": "ada", "password": "correct horse battery"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "ada", "password": "correct horse battery"}]}
+    )
 
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=8, max_length=256)
@@ -146,9 +169,17 @@ class AuthConfig(BaseModel):
 
 
 class TokenOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl",
-        "token_type": "bearer", "expires_at": "2026-11-23T13:00:00Z"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI1ZjBjIn0.c2lnbmF0dXJl",
+                    "token_type": "bearer",
+                    "expires_at": "2026-11-23T13:00:00Z",
+                }
+            ]
+        }
+    )
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -262,11 +293,25 @@ class ConversationPage(BaseModel):
 class SpeechBody(BaseModel):
     """OpenAI-compatible `POST /v1/audio/speech`."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"model": "tts-1", "input": "Hello! How can I help you today?", "voice": "default", "response_format": "wav"},
-        {"model": "tts-1", "input": "The capital of France is Paris.", "voice": "alloy", "response_format": "mp3",
-         "speed": 1.2},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "tts-1",
+                    "input": "Hello! How can I help you today?",
+                    "voice": "default",
+                    "response_format": "wav",
+                },
+                {
+                    "model": "tts-1",
+                    "input": "The capital of France is Paris.",
+                    "voice": "alloy",
+                    "response_format": "mp3",
+                    "speed": 1.2,
+                },
+            ]
+        }
+    )
 
     model: str = "tts-1"
     input: PlainText = Field(min_length=1)
@@ -296,12 +341,22 @@ class ChatCompletionMessage(BaseModel):
 class ChatCompletionBody(BaseModel):
     """OpenAI-compatible `POST /v1/chat/completions` (text only)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "default", "max_tokens": 60, "messages": [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": "What is the capital of France?"}]},
-        {"model": "default", "stream": True, "messages": [{"role": "user", "content": "Tell me a fun fact."}]},
-    ]})
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "default",
+                    "max_tokens": 60,
+                    "messages": [
+                        {"role": "system", "content": "You are a concise assistant."},
+                        {"role": "user", "content": "What is the capital of France?"},
+                    ],
+                },
+                {"model": "default", "stream": True, "messages": [{"role": "user", "content": "Tell me a fun fact."}]},
+            ]
+        },
+    )
 
     model: str = "default"
     messages: list[ChatCompletionMessage] = Field(min_length=1)
@@ -331,20 +386,24 @@ class RealtimeStart(BaseModel):
     sample_rate: int = Field(16_000, ge=8_000, le=96_000, description="Rate of pcm16 input.")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     turn_detection: Literal["smart", "silence"] = Field(
-        "smart", description="`smart`: at the first pause the Smart Turn model decides whether the turn is over; "
-                             "`silence`: a turn ends after `silence_ms` of silence.")
-    pause_ms: int = Field(200, ge=60, le=2_000, description="Silence at which work on the answer starts (and "
-                                                            "`smart` decides).")
+        "smart",
+        description="`smart`: at the first pause the Smart Turn model decides whether the turn is over; "
+        "`silence`: a turn ends after `silence_ms` of silence.",
+    )
+    pause_ms: int = Field(
+        200, ge=60, le=2_000, description="Silence at which work on the answer starts (and `smart` decides)."
+    )
     silence_ms: int = Field(700, ge=100, le=5_000, description="`silence` detection: silence that ends a turn.")
-    max_silence_ms: int = Field(2_000, ge=200, le=10_000, description="`smart` detection: silence that ends a "
-                                                                      "turn the model judged unfinished.")
+    max_silence_ms: int = Field(
+        2_000, ge=200, le=10_000, description="`smart` detection: silence that ends a turn the model judged unfinished."
+    )
     turn_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Smart Turn probability that ends a turn.")
     echo: Literal["ignore", "interrupt"] = Field(
-        "ignore", description="The reply's own voice heard back through the microphone: ignored, or treated as "
-                              "speech.")
+        "ignore", description="The reply's own voice heard back through the microphone: ignored, or treated as speech."
+    )
     backchannels: Literal["ignore", "interrupt"] = Field(
-        "ignore", description="Short acknowledgements (\"mm-hmm\", \"okay\") during a reply: ignored, or an "
-                              "interruption.")
+        "ignore", description='Short acknowledgements ("mm-hmm", "okay") during a reply: ignored, or an interruption.'
+    )
 
 
 # Models
@@ -362,9 +421,12 @@ class ImportBody(BaseModel):
 
     name: str = Field(max_length=64)
     role: Role
-    path: str = Field(max_length=4096, description="On the server: a GGUF file (llm), a faster-whisper "
-                                                   "directory (stt), a Piper .onnx with its .onnx.json (tts) "
-                                                   "or a Smart Turn .onnx (turn).")
+    path: str = Field(
+        max_length=4096,
+        description="On the server: a GGUF file (llm), a faster-whisper "
+        "directory (stt), a Piper .onnx with its .onnx.json (tts) "
+        "or a Smart Turn .onnx (turn).",
+    )
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$", description="Expected sha256 of the main file.")
 
 

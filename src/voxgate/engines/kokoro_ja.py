@@ -39,19 +39,23 @@ class KokoroJaTTS:
         tokens = [self._vocab[c] for c in phonemes if c in self._vocab]
         if not tokens:
             return np.zeros(0, np.float32)
-        audio = self._session.run(None, {
-            "tokens": np.array([[0, *tokens, 0]], np.int64),
-            "style": self._styles[min(len(tokens), len(self._styles)) - 1].reshape(1, -1),
-            "speed": np.array([speed], np.float32),
-        })[0]
+        audio = self._session.run(
+            None,
+            {
+                "tokens": np.array([[0, *tokens, 0]], np.int64),
+                "style": self._styles[min(len(tokens), len(self._styles)) - 1].reshape(1, -1),
+                "speed": np.array([speed], np.float32),
+            },
+        )[0]
         return _trim(audio.ravel())
 
     def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
         for sentence in _SENTENCE_END.split(text):
             if not sentence.strip():
                 continue
-            audio = np.concatenate([np.zeros(0, np.float32),
-                                    *(self._speak(p, speed) for p in _chunks(self._g2p(sentence.strip())))])
+            audio = np.concatenate(
+                [np.zeros(0, np.float32), *(self._speak(p, speed) for p in _chunks(self._g2p(sentence.strip())))]
+            )
             if audio.size:
                 pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
                 yield SpeechChunk(pcm=np.concatenate([pcm, _PAUSE]), sample_rate=SAMPLE_RATE)

@@ -38,26 +38,28 @@ class LlamaCppLLM:
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         body = {**request_body(request), "cache_prompt": request.reuse_prefix}
         texts: list[str] = []
-        state = {"finish_reason": "cancelled", "usage": (0, 0, 0), "error": None}
+        finish_reason, usage = "cancelled", (0, 0, 0)
+        error: Exception | None = None
 
         def on_chunk(chunk: dict) -> bool:
+            nonlocal finish_reason, usage, error
             if "error" in chunk:  # kept, not raised: xllamacpp swallows what its callback raises
-                state["error"] = _error(chunk["error"])
+                error = _error(chunk["error"])
                 return True
             for piece in chunk_pieces(chunk):
-                state["usage"] = piece.usage or state["usage"]
-                state["finish_reason"] = piece.finish_reason or state["finish_reason"]
+                usage = piece.usage or usage
+                finish_reason = piece.finish_reason or finish_reason
                 if piece.text:
                     texts.append(piece.text)
                     if on_delta is not None and on_delta(piece.text):
-                        state["finish_reason"] = "cancelled"
+                        finish_reason = "cancelled"
                         return True  # tells llama.cpp to stop this request
             return False
 
         self._server.handle_chat_completions(body, on_chunk)
-        if state["error"] is not None:
-            raise state["error"]
-        return ChatResult("".join(texts).strip(), state["finish_reason"], *state["usage"])
+        if error is not None:
+            raise error
+        return ChatResult("".join(texts).strip(), finish_reason, *usage)
 
     def warm_up(self) -> None:
         """Nothing to do: llama.cpp already ran a warm-up decode while loading."""
@@ -66,6 +68,7 @@ class LlamaCppLLM:
 def _error(error: dict | str) -> Exception:
     if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
         prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
-        return ContextExceeded(f"the prompt is {prompt} tokens; the model's context holds {context}",
-                               prompt_tokens=prompt, context=context)
+        return ContextExceeded(
+            f"the prompt is {prompt} tokens; the model's context holds {context}", prompt_tokens=prompt, context=context
+        )
     return RuntimeError(f"llama.cpp: {error}")

@@ -19,7 +19,7 @@ class OllamaChat:
         self._remote = Remote("LLM", "ollama", url, api_key, timeout=timeout, retries=retries)
 
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
-        options = {"temperature": request.temperature, "num_predict": request.max_tokens}
+        options: dict[str, object] = {"temperature": request.temperature, "num_predict": request.max_tokens}
         if request.top_p is not None:
             options["top_p"] = request.top_p
         if request.stop:

@@ -10,7 +10,6 @@ from voxgate.languages import language_code
 
 
 class OpenAISTT:
-
     def __init__(self, name: str, url: str, api_key: str | None, timeout: float, retries: int):
         self.name = name
         self._remote = Remote("STT", "openai", url, api_key, timeout=timeout, retries=retries)
@@ -26,20 +25,25 @@ class OpenAISTT:
         if prompt:
             form["prompt"] = prompt
         duration = len(samples) / audio.STT_SAMPLE_RATE
-        response = self._remote.call("POST", "audio/transcriptions", files={"file": ("audio.wav", wav, "audio/wav")},
-                                     data=form, accept=(400,))
+        response = self._remote.call(
+            "POST", "audio/transcriptions", files={"file": ("audio.wav", wav, "audio/wav")}, data=form, accept=(400,)
+        )
         if response.status_code == 400:
             if not _no_speech(response):
                 raise self._remote.answered(response)
             return Transcription(text="", language=language or "", duration=duration)
         with self._remote.parsing("an OpenAI verbose_json transcription"):
             body = response.json()
-            segments = tuple(Segment(float(s["start"]), float(s["end"]), s["text"].strip())
-                             for s in body.get("segments") or ())
+            segments = tuple(
+                Segment(float(s["start"]), float(s["end"]), s["text"].strip()) for s in body.get("segments") or ()
+            )
             # OpenAI names the language ("english"), other servers give its code.
-            return Transcription(text=body["text"].strip(),
-                                 language=language_code(body.get("language") or language or ""),
-                                 duration=float(body.get("duration") or duration), segments=segments)
+            return Transcription(
+                text=body["text"].strip(),
+                language=language_code(body.get("language") or language or ""),
+                duration=float(body.get("duration") or duration),
+                segments=segments,
+            )
 
     def warm_up(self) -> None:
         """Only checks that the backend answers: a transcription there would cost the user."""

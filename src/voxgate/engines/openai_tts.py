@@ -43,8 +43,9 @@ class OpenAITTS:
             # Resampled in one piece: resampling each network chunk alone would click at the seams.
             pcm = np.concatenate([np.zeros(0, np.int16), *wav.chunks()]).astype(np.float32) / 32768
             resampled = audio.resample(pcm, wav.sample_rate, self.sample_rate)
-            yield SpeechChunk(pcm=(np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16),
-                              sample_rate=self.sample_rate)
+            yield SpeechChunk(
+                pcm=(np.clip(resampled, -1.0, 1.0) * 32767).astype(np.int16), sample_rate=self.sample_rate
+            )
 
     @contextmanager
     def _speech(self, text: str, speed: float) -> Iterator["_StreamedWav"]:
@@ -103,7 +104,7 @@ class _StreamedWav:
         for data in itertools.chain([b""], self._data):
             pending += data
             if self._left is not None:
-                pending = pending[:self._left]
+                pending = pending[: self._left]
             usable = len(pending) - len(pending) % frame
             if usable:
                 pcm = np.frombuffer(bytes(pending[:usable]), "<i2").reshape(-1, self.channels)
@@ -113,4 +114,3 @@ class _StreamedWav:
                     self._left -= usable
             if self._left == 0:
                 return
-

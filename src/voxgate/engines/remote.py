@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, OnDelta
-from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded
+from voxgate.errors import BackendError, BackendUnavailable, ContextExceeded, VoxgateError
 
 log = logging.getLogger("voxgate")
 
@@ -41,8 +41,9 @@ class Remote:
         self.retries = retries
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # The read timeout bounds the wait for the headers and then for each streamed piece.
-        self.client = httpx.Client(base_url=url, headers=headers,
-                                   timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
+        self.client = httpx.Client(
+            base_url=url, headers=headers, timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT)
+        )
 
     @contextmanager
     def stream(self, method: str, path: str, *, accept: Container[int] = (), **kwargs) -> Iterator[httpx.Response]:
@@ -69,6 +70,8 @@ class Remote:
 
     def _send(self, method: str, path: str, kwargs: dict) -> httpx.Response:
         attempts = self.retries + 1
+        failure: VoxgateError  # the last attempt's
+        cause: Exception | None
         for attempt in range(attempts):
             if attempt:
                 time.sleep(FIRST_BACKOFF * 2 ** (attempt - 1))
@@ -148,7 +151,7 @@ class Remote:
 
 
 def _reason(exc: Exception) -> str:
-    """"[Errno 111] Connection refused" -> "connection refused"."""
+    """ "[Errno 111] Connection refused" -> "connection refused"."""
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(exc)).strip() or type(exc).__name__
     return text[0].lower() + text[1:]
 

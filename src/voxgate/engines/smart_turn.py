@@ -20,8 +20,7 @@ class SmartTurn:
         features = self._session.get_inputs()[0]
         self._input = features.name
         mel_bins = features.shape[1] if isinstance(features.shape[1], int) else 80
-        self._features = FeatureExtractor(feature_size=mel_bins, sampling_rate=SAMPLE_RATE,
-                                          chunk_length=WINDOW_SECONDS)
+        self._features = FeatureExtractor(feature_size=mel_bins, sampling_rate=SAMPLE_RATE, chunk_length=WINDOW_SECONDS)
 
     def completion(self, samples: np.ndarray) -> float:
         """The probability (0..1) that the utterance in `samples` (16 kHz mono float32, the

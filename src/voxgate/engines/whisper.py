@@ -80,15 +80,26 @@ class WhisperSTT:
         most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamps
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
         result = self._model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)), [start],
-            beam_size=1, suppress_blank=True, suppress_tokens=[-1], max_length=len(start) + most, **sampling)
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)),
+            [start],
+            beam_size=1,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_length=len(start) + most,
+            **sampling,
+        )
         tokens = result[0].sequences_ids[0]
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
-        found = tuple(Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True),
-                              s.text) for s in _segments(tokens, tokenizer, seconds))
+        found = tuple(
+            Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True), s.text)
+            for s in _segments(tokens, tokenizer, seconds)
+        )
         # A finished transcript ends on a timestamp; one cut off by the length bound looped.
-        if not (tokens and tokens[-1] >= tokenizer.timestamp_begin) and (found := _until_restart(found)) is None:
-            return None  # it never stopped, and not by starting over: let the 30 s window decide
+        if not (tokens and tokens[-1] >= tokenizer.timestamp_begin):
+            restarted = _until_restart(found)
+            if restarted is None:
+                return None  # it never stopped, and not by starting over: let the 30 s window decide
+            found = restarted
         text = _joined(found)
         if _repeats_itself(text):
             return None
@@ -131,7 +142,7 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
 def _restarts(text: str, previous: str) -> bool:
     """'What is' after 'What is the largest planet?': the previous segment said again."""
     said, before = _words(text), _words(previous)
-    return bool(said) and before[:len(said)] == said
+    return bool(said) and before[: len(said)] == said
 
 
 def _until_restart(segments: tuple[Segment, ...]) -> tuple[Segment, ...] | None:
@@ -143,7 +154,7 @@ def _until_restart(segments: tuple[Segment, ...]) -> tuple[Segment, ...] | None:
     again = re.compile(r"\b" + r"\W+".join(map(re.escape, opening)) + r"\b", re.IGNORECASE)
     for i, segment in enumerate(segments):
         if match := next((m for m in again.finditer(segment.text) if i or m.start() > 0), None):
-            kept = segment.text[:match.start()].rstrip(" ,")
+            kept = segment.text[: match.start()].rstrip(" ,")
             return segments[:i] + ((replace(segment, text=kept),) if kept else ())
     return None
 

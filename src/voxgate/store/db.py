@@ -34,6 +34,7 @@ class Database:
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (safe on every start, by replicas at once)."""
+
         def upgrade(connection) -> None:
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))

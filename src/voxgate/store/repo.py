@@ -3,8 +3,9 @@ together with the owner, so another user's id behaves exactly like a missing one
 """
 
 from dataclasses import asdict
+from typing import cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, Delete, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -27,12 +28,17 @@ async def create_user(session: AsyncSession, username: str, password: str, *, is
     return user
 
 
+async def _delete(session: AsyncSession, statement: Delete) -> int:
+    """Run a DELETE; how many rows it removed (a DELETE's result is a CursorResult)."""
+    return cast(CursorResult, await session.execute(statement)).rowcount
+
+
 async def user_by_name(session: AsyncSession, username: str) -> User | None:
     return await session.scalar(select(User).where(User.username == username))
 
 
 async def count_users(session: AsyncSession) -> int:
-    return await session.scalar(select(func.count()).select_from(User))
+    return await session.scalar(select(func.count()).select_from(User)) or 0
 
 
 async def create_api_key(session: AsyncSession, user: User, name: str) -> tuple[ApiKey, str]:
@@ -57,8 +63,7 @@ async def list_api_keys(session: AsyncSession, user: User) -> list[ApiKey]:
 
 
 async def delete_api_key(session: AsyncSession, user: User, key_id: str) -> None:
-    result = await session.execute(delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id))
-    if result.rowcount == 0:
+    if not await _delete(session, delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user.id)):
         raise NotFound(f"no API key {key_id!r}")
 
 
@@ -112,16 +117,16 @@ async def update_persona(session: AsyncSession, user: User, name: str, changes: 
 async def delete_persona(session: AsyncSession, user: User, name: str) -> None:
     if name in BUILTIN:
         raise Conflict(f"{name!r} is built in and cannot be deleted", code="builtin_persona")
-    result = await session.execute(delete(Persona).where(Persona.user_id == user.id, Persona.name == name))
-    if result.rowcount == 0:
+    if not await _delete(session, delete(Persona).where(Persona.user_id == user.id, Persona.name == name)):
         raise NotFound(f"no persona {name!r}")
 
 
 # Conversations
 
 
-async def get_conversation(session: AsyncSession, user: User, conversation_id: str, *, messages: bool = False
-                           ) -> Conversation:
+async def get_conversation(
+    session: AsyncSession, user: User, conversation_id: str, *, messages: bool = False
+) -> Conversation:
     query = select(Conversation).where(Conversation.id == conversation_id, Conversation.user_id == user.id)
     if messages:
         query = query.options(selectinload(Conversation.messages))
@@ -134,15 +139,23 @@ async def get_conversation(session: AsyncSession, user: User, conversation_id: s
 async def check_conversation_quota(session: AsyncSession, user: User, limit: int) -> None:
     """Refuse to start a conversation when `user` already has `limit` (0: no quota). Creations
     running at the same moment may each pass, so the quota can be passed by those few."""
-    if limit and await session.scalar(
-        select(func.count()).select_from(Conversation).where(Conversation.user_id == user.id)
-    ) >= limit:
-        raise Forbidden(f"you have reached the limit of {limit} conversations per user; delete some to start "
-                        "new ones", code="conversation_quota")
+    if (
+        limit
+        and (
+            await session.scalar(select(func.count()).select_from(Conversation).where(Conversation.user_id == user.id))
+            or 0
+        )
+        >= limit
+    ):
+        raise Forbidden(
+            f"you have reached the limit of {limit} conversations per user; delete some to start new ones",
+            code="conversation_quota",
+        )
 
 
-async def list_conversations(session: AsyncSession, user: User, *, limit: int, offset: int,
-                             search: str | None = None) -> list[Conversation]:
+async def list_conversations(
+    session: AsyncSession, user: User, *, limit: int, offset: int, search: str | None = None
+) -> list[Conversation]:
     query = select(Conversation).where(Conversation.user_id == user.id)
     if search:  # in the title, any case; autoescape: a % or _ in the search is meant literally
         query = query.where(Conversation.title.icontains(search, autoescape=True))

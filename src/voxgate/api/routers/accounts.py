@@ -36,8 +36,9 @@ async def registrar(request: Request, settings: SettingsDep, db: DatabaseDep) ->
 
 
 @router.post("/v1/auth/register", status_code=status.HTTP_201_CREATED)
-async def register(body: Registration, db: DatabaseDep,
-                   registered_by: Annotated[User | None, Depends(registrar)]) -> UserOut:
+async def register(
+    body: Registration, db: DatabaseDep, registered_by: Annotated[User | None, Depends(registrar)]
+) -> UserOut:
     if body.is_admin and not (registered_by and registered_by.is_admin):
         raise Forbidden("only an admin can create admin accounts")
     async with db.session() as session, session.begin():
@@ -55,7 +56,7 @@ async def login(body: Credentials, db: DatabaseDep, request: Request, settings: 
     async with db.session() as session:
         user = await repo.user_by_name(session, body.username)
     # One answer, in the same time, for an unknown name and a wrong password, so names cannot be probed.
-    if not await auth.verify_password(body.password, user.password_hash if user else None):
+    if not await auth.verify_password(body.password, user.password_hash if user else None) or user is None:
         raise Unauthorized("wrong username or password", code="bad_credentials")
     limits.login_succeeded(body.username, address)
     token, expires = auth.issue_token(user.id, request.app.state.jwt_secret, settings.token_minutes)
@@ -77,7 +78,7 @@ async def me(user: UserDep) -> UserOut:
 async def update_settings(body: UserSettings, user: UserDep, db: DatabaseDep) -> UserOut:
     async with db.session() as session, session.begin():
         await repo.get_persona(session, user, body.default_persona)  # 404 for an unknown persona
-        row = await session.get(User, user.id)
+        row = await session.get_one(User, user.id)
         row.default_persona = body.default_persona
     return UserOut.model_validate(row)
 

@@ -28,12 +28,18 @@ _BODY_DOC = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "audio": {"type": "string", "format": "binary",
-                                  "description": "WAV, MP3, OGG/Opus, WebM/Opus, FLAC or M4A recording"},
+                        "audio": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "WAV, MP3, OGG/Opus, WebM/Opus, FLAC or M4A recording",
+                        },
                         # Swagger UI fills optional fields with junk unless their example is empty.
-                        **{name: field if "default" in field and field["default"] is not None
-                           else {**field, "examples": [""]}
-                           for name, field in ChatBody.model_json_schema()["properties"].items()},
+                        **{
+                            name: field
+                            if "default" in field and field["default"] is not None
+                            else {**field, "examples": [""]}
+                            for name, field in ChatBody.model_json_schema()["properties"].items()
+                        },
                     },
                 }
             },
@@ -46,26 +52,40 @@ _BODY_DOC = {
     "/v1/chat",
     response_model=ChatReply,
     openapi_extra=_BODY_DOC,
-    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()},
-                     "description": "JSON for reply_as=text; the audio itself for reply_as=voice."}},
+    responses={
+        200: {
+            "content": {media: {} for media in MEDIA_TYPES.values()},
+            "description": "JSON for reply_as=text; the audio itself for reply_as=voice.",
+        }
+    },
 )
 async def chat(chat_input: ChatInputDep, user: UserDep, turns: TurnsDep) -> ChatReply | Response:
     """One turn: transcribe the audio (if any), answer with the LLM in the context of the
     conversation, speak the answer if asked, and remember the turn."""
     body = chat_input.body
     turn = await turns.prepare(
-        user, TurnInput(audio=chat_input.audio, **body.model_dump(exclude={"conversation_id", "persona", "stream"})),
-        conversation_id=body.conversation_id, persona=body.persona)
+        user,
+        TurnInput(audio=chat_input.audio, **body.model_dump(exclude={"conversation_id", "persona", "stream"})),
+        conversation_id=body.conversation_id,
+        persona=body.persona,
+    )
     if body.stream:
         return await _stream(turn, body.voice_format)
     stored = await turn.answer()
     result = stored.result
     if result.speech is None:
-        return ChatReply(transcript=result.transcript, reply=result.reply, language=result.language,
-                         voice=result.voice, models=result.models, timings=Timings(**result.timings),
-                         usage=result.usage,
-                         conversation_id=stored.conversation_id, persona=stored.persona,
-                         message_id=stored.reply_message_id)
+        return ChatReply(
+            transcript=result.transcript,
+            reply=result.reply,
+            language=result.language,
+            voice=result.voice,
+            models=result.models,
+            timings=Timings(**result.timings),
+            usage=result.usage,
+            conversation_id=stored.conversation_id,
+            persona=stored.persona,
+            message_id=stored.reply_message_id,
+        )
     headers = {
         "X-Voxgate-Conversation": stored.conversation_id,
         "X-Voxgate-Persona": stored.persona,
@@ -105,5 +125,6 @@ async def _stream(turn: PreparedTurn, voice_format: str) -> StreamingResponse:
         finally:
             await events.aclose()  # a client that left stops the LLM and TTS at once
 
-    return StreamingResponse(wire(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        wire(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

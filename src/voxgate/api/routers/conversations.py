@@ -16,10 +16,13 @@ from voxgate.turns import audio_dir
 
 router = APIRouter(tags=["conversations"])
 
+
 @router.get("/v1/conversations")
 async def list_conversations(
-    user: UserDep, db: DatabaseDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    user: UserDep,
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     q: Annotated[PlainText | None, Query(max_length=200, description="Only titles containing this (any case).")] = None,
 ) -> ConversationPage:
     """The user's conversations, most recently active first."""
@@ -29,8 +32,9 @@ async def list_conversations(
 
 
 @router.post("/v1/conversations", status_code=status.HTTP_201_CREATED)
-async def create_conversation(body: ConversationIn, user: UserDep, db: DatabaseDep, settings: SettingsDep
-                              ) -> ConversationOut:
+async def create_conversation(
+    body: ConversationIn, user: UserDep, db: DatabaseDep, settings: SettingsDep
+) -> ConversationOut:
     async with db.session() as session, session.begin():
         await repo.check_conversation_quota(session, user, settings.max_conversations)
         if body.persona:
@@ -49,8 +53,9 @@ async def get_conversation(conversation_id: str, user: UserDep, db: DatabaseDep)
 
 
 @router.patch("/v1/conversations/{conversation_id}")
-async def update_conversation(conversation_id: str, body: ConversationIn, user: UserDep, db: DatabaseDep
-                              ) -> ConversationOut:
+async def update_conversation(
+    conversation_id: str, body: ConversationIn, user: UserDep, db: DatabaseDep
+) -> ConversationOut:
     changes = body.model_dump(exclude_unset=True)
     async with db.session() as session, session.begin():
         conversation = await repo.get_conversation(session, user, conversation_id)
@@ -69,8 +74,9 @@ async def delete_conversation(conversation_id: str, user: UserDep, db: DatabaseD
 
 
 @router.get("/v1/conversations/{conversation_id}/messages/{message_id}/audio", response_class=FileResponse)
-async def message_audio(conversation_id: str, message_id: str, user: UserDep, db: DatabaseDep,
-                        settings: SettingsDep) -> FileResponse:
+async def message_audio(
+    conversation_id: str, message_id: str, user: UserDep, db: DatabaseDep, settings: SettingsDep
+) -> FileResponse:
     """The user's recording or the spoken reply of a message, when audio storage is on."""
     async with db.session() as session:
         message = await repo.get_message(session, user, conversation_id, message_id)

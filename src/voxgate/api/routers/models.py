@@ -68,8 +68,11 @@ async def pull(body: PullBody, registry: ModelsDep) -> Response:
 
     loop = asyncio.get_running_loop()
     reports: asyncio.Queue[dict | None] = asyncio.Queue()
-    work = asyncio.create_task(asyncio.to_thread(
-        registry.pull, body.name, lambda report: loop.call_soon_threadsafe(reports.put_nowait, report)))
+    work = asyncio.create_task(
+        asyncio.to_thread(
+            registry.pull, body.name, lambda report: loop.call_soon_threadsafe(reports.put_nowait, report)
+        )
+    )
     work.add_done_callback(lambda _: reports.put_nowait(None))
 
     async def lines() -> AsyncIterator[str]:

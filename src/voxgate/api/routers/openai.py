@@ -35,8 +35,9 @@ async def transcriptions(
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
 ) -> Response:
     decoded = await pipeline.decode(await read_upload(file, settings))
-    heard = await pipeline.transcribe(decoded, language=language, prompt=prompt, temperature=temperature,
-                                      model=pipeline.models.known(Role.STT, model))
+    heard = await pipeline.transcribe(
+        decoded, language=language, prompt=prompt, temperature=temperature, model=pipeline.models.known(Role.STT, model)
+    )
     if not heard.text:
         raise NoSpeech("no speech was detected in the audio")
     if response_format == "text":
@@ -48,15 +49,25 @@ async def transcriptions(
     if response_format == "verbose_json":
         segments = [{"id": i, "start": s.start, "end": s.end, "text": s.text} for i, s in enumerate(heard.segments)]
         return Response(
-            json.dumps({"task": "transcribe", "language": heard.language, "duration": heard.duration,
-                        "text": heard.text, "segments": segments}),
+            json.dumps(
+                {
+                    "task": "transcribe",
+                    "language": heard.language,
+                    "duration": heard.duration,
+                    "text": heard.text,
+                    "segments": segments,
+                }
+            ),
             media_type="application/json",
         )
     return Response(json.dumps({"text": heard.text}), media_type="application/json")
 
 
-@router.post("/v1/audio/speech", response_class=Response,
-             responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}})
+@router.post(
+    "/v1/audio/speech",
+    response_class=Response,
+    responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}},
+)
 async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep) -> Response:
     """Speak `input` with `voice` if it is a voxgate voice id (GET /v1/voices), else with
     `model` if it is a TTS model, else with the default voice (so "alloy" and "tts-1" work).
@@ -83,12 +94,16 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
             async for chunk in chunks:
                 yield chunk.pcm.astype("<i2").tobytes()
 
-        return StreamingResponse(stream(), media_type=MEDIA_TYPES[body.response_format],
-                                 headers={**headers, "X-Voxgate-Sample-Rate": str(first.sample_rate)})
+        return StreamingResponse(
+            stream(),
+            media_type=MEDIA_TYPES[body.response_format],
+            headers={**headers, "X-Voxgate-Sample-Rate": str(first.sample_rate)},
+        )
     pcm, rate = await pipeline.speak(body.input, speed=body.speed, voice=voice)
     data = await pipeline.encode(pcm, rate, body.response_format)
-    return Response(data, media_type=MEDIA_TYPES[body.response_format],
-                    headers={**headers, "X-Voxgate-Sample-Rate": str(rate)})
+    return Response(
+        data, media_type=MEDIA_TYPES[body.response_format], headers={**headers, "X-Voxgate-Sample-Rate": str(rate)}
+    )
 
 
 def _completion_id() -> str:
@@ -99,42 +114,62 @@ def _completion_id() -> str:
 async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> Response:
     """Chat with `model` if it names a voxgate LLM or custom model, else with the default LLM."""
     messages = [
-        ChatMessage("system" if m.role == "developer" else m.role, m.text())
-        for m in body.messages
-        if m.role != "tool"
+        ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages if m.role != "tool"
     ]
     custom = pipeline.models.custom(body.model)
-    given = {"system": messages[0].content if messages and messages[0].role == "system" else None,
-             "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens}
+    given = {
+        "system": messages[0].content if messages and messages[0].role == "system" else None,
+        "temperature": body.temperature,
+        "max_tokens": body.max_completion_tokens or body.max_tokens,
+    }
     chosen = fill_open(given, custom.persona if custom else {})
     if chosen["system"] and not given["system"]:
         messages.insert(0, ChatMessage("system", chosen["system"]))
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    request = pipeline.chat_request(messages, max_tokens=chosen["max_tokens"], temperature=chosen["temperature"],
-                                    top_p=body.top_p, stop=stop)
+    request = pipeline.chat_request(
+        messages, max_tokens=chosen["max_tokens"], temperature=chosen["temperature"], top_p=body.top_p, stop=stop
+    )
     model = custom.base if custom else pipeline.models.known(Role.LLM, body.model)
     model_name = body.model if custom else model or pipeline.models.defaults[Role.LLM]
     created = int(time.time())
     completion_id = _completion_id()
     if not body.stream:
         result = await pipeline.chat(request, model=model)
-        return Response(json.dumps({
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                         "finish_reason": result.finish_reason}],
-            "usage": _usage(result),
-        }), media_type="application/json")
+        return Response(
+            json.dumps(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model_name,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": result.text},
+                            "finish_reason": result.finish_reason,
+                        }
+                    ],
+                    "usage": _usage(result),
+                }
+            ),
+            media_type="application/json",
+        )
 
     stream = pipeline.stream_chat(request, model=model)
     # Waited for before the response starts, so a prompt longer than the context is still a JSON 400.
     first = await anext(stream)
 
     def event(delta: dict, finish_reason: str | None = None, **extra) -> str:
-        return sse({"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra})
+        return sse(
+            {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                **extra,
+            }
+        )
 
     def chunk(item: str | ChatResult) -> str:
         if isinstance(item, ChatResult):
@@ -152,6 +187,9 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
 
 
 def _usage(result: ChatResult) -> dict:
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": result.cached_tokens}}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+    }

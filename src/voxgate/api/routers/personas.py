@@ -37,8 +37,9 @@ async def create_persona(body: PersonaIn, user: UserDep, db: DatabaseDep, settin
 
 
 @router.patch("/v1/personas/{name}")
-async def update_persona(name: str, body: PersonaPatch, user: UserDep, db: DatabaseDep, settings: SettingsDep
-                         ) -> PersonaOut:
+async def update_persona(
+    name: str, body: PersonaPatch, user: UserDep, db: DatabaseDep, settings: SettingsDep
+) -> PersonaOut:
     async with db.session() as session, session.begin():
         spec = await repo.update_persona(session, user, name, body.model_dump(exclude_unset=True))
     return _out(spec, settings)

@@ -63,7 +63,8 @@ async def _user(ws: WebSocket, token: str | None, missing: str):
 
 async def _openai(ws: WebSocket, offered: list[str]) -> None:
     token = ws.headers.get("authorization", "").removeprefix("Bearer ").strip() or next(
-        (p.removeprefix(_OPENAI_KEY_PREFIX) for p in offered if p.startswith(_OPENAI_KEY_PREFIX)), None)
+        (p.removeprefix(_OPENAI_KEY_PREFIX) for p in offered if p.startswith(_OPENAI_KEY_PREFIX)), None
+    )
     await ws.accept(subprotocol=_OPENAI_SUBPROTOCOL if _OPENAI_SUBPROTOCOL in offered else None)
     send = _sender(ws)
     metrics.REALTIME_SESSIONS.inc()
@@ -82,8 +83,12 @@ async def _openai(ws: WebSocket, offered: list[str]) -> None:
             if message.get("text") is not None:
                 await session.handle(message["text"])
             else:
-                await session.error(BadRequest("client events are JSON text messages; audio goes in "
-                                               "input_audio_buffer.append", code="invalid_event"))
+                await session.error(
+                    BadRequest(
+                        "client events are JSON text messages; audio goes in input_audio_buffer.append",
+                        code="invalid_event",
+                    )
+                )
     except WebSocketDisconnect:
         pass
     finally:
@@ -102,8 +107,9 @@ async def _voxgate(ws: WebSocket, offered: list[str]) -> None:
     session = None
     try:
         start = await _start_message(ws)
-        user = await _user(ws, token or start.token,
-                           "send a token: subprotocol `bearer.<token>` or `token` in session.start")
+        user = await _user(
+            ws, token or start.token, "send a token: subprotocol `bearer.<token>` or `token` in session.start"
+        )
         options = SessionOptions(**start.model_dump(exclude={"type", "token"}))
         session = RealtimeSession(get_turns(ws), user, options, send)
         await send({"type": "session.ready", "conversation_id": options.conversation_id})
