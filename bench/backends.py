@@ -22,7 +22,6 @@ from rich.console import Console
 from rich.table import Table
 
 from voxgate import audio, models
-from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.espeak import EspeakTTS
@@ -66,7 +65,7 @@ def main() -> None:
     registry = Registry(settings)
     rows: dict[str, dict] = {}
 
-    with console.status("LLM in-process"), registry.use(Role.LLM) as local:
+    with console.status("LLM in-process"), registry.use_llm() as local:
         rows["LLM in-process (xllamacpp)"] = time_chat(local, RUNS)
     proc, url = llama_server.start(Path(tempfile.mkdtemp(prefix="voxgate-bench-")))
     try:
@@ -76,7 +75,7 @@ def main() -> None:
     finally:
         proc.kill()
 
-    with registry.use(Role.TTS) as voice:
+    with registry.use_tts() as voice:
         pcm = np.concatenate([c.pcm for c in voice.synthesize(QUESTION)])
         question = audio.decode(audio.encode(pcm, voice.sample_rate, "wav"), max_seconds=60).samples
         start = time.perf_counter()
@@ -92,7 +91,7 @@ def main() -> None:
     for name in ("whisper-tiny.en", "whisper-base"):
         if not models.is_prepared(settings.models_dir, name):
             continue
-        with console.status(f"STT {name}"), registry.use(Role.STT, name) as stt:
+        with console.status(f"STT {name}"), registry.use_stt(name) as stt:
             samples = []
             for _ in range(RUNS + 1):
                 start = time.perf_counter()

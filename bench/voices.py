@@ -32,7 +32,6 @@ from rich.table import Table
 from stt import word_errors
 
 from voxgate import audio
-from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.whisper import WhisperSTT
 from voxgate.registry import Registry
@@ -68,7 +67,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(registry: Registry, stt: WhisperSTT, name: str, runs: int) -> dict:
     start = time.perf_counter()
-    with registry.use(Role.TTS, name) as tts:
+    with registry.use_tts(name) as tts:
         tts.warm_up()
         load_ms = (time.perf_counter() - start) * 1000
         synth, first, first_reply, clips = [], [], [], []

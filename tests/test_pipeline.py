@@ -74,7 +74,7 @@ class OneModel:
         self.defaults = {Role.LLM: llm.name}
 
     @contextmanager
-    def use(self, role, name=None):
+    def use_llm(self, name=None):
         yield self.llm
 
 

@@ -9,10 +9,10 @@ import asyncio
 import base64
 import re
 import time
-from collections.abc import AsyncGenerator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractContextManager, aclosing, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from voxgate.lanes import Lane
 from voxgate.languages import base_language, language_name
 from voxgate.registry import Registry
 from voxgate.scheduler import DeadlinePool, due_at
+
+E = TypeVar("E")  # an engine
+R = TypeVar("R")  # what work on it returns
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,12 @@ class Pipeline:
     async def decode(self, data: bytes) -> audio.DecodedAudio:
         return await self.decode_lane.run(audio.decode, data, max_seconds=self.settings.max_audio_seconds)
 
-    def _on(self, role: Role, name: str | None, work):
-        """Run `work(engine)` with the role's model `name` (the default when None), loaded if
-        needed: called on a lane's worker thread, so a first load blocks no event loop."""
-        with self.models.use(role, name) as engine:
+    @staticmethod
+    def _on(use: Callable[[str | None], AbstractContextManager[E]], name: str | None, work: Callable[[E], R]) -> R:
+        """Run `work(engine)` with the model `name` (the role's default when None) that `use`
+        (a Registry.use_* method) gives, loaded if needed: called on a lane's worker thread,
+        so a first load blocks no event loop."""
+        with use(name) as engine:
             return work(engine)
 
     async def transcribe(
@@ -206,7 +211,7 @@ class Pipeline:
     ) -> Transcription:
         return await self.stt_lane.run(
             self._on,
-            Role.STT,
+            self.models.use_stt,
             model,
             lambda stt: stt.transcribe(decoded.samples, language=language, prompt=prompt, temperature=temperature),
         )
@@ -237,7 +242,7 @@ class Pipeline:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
         lane raises here, before any byte is sent; leaving early stops the LLM."""
         return self.llm_lane.stream(
-            lambda emit: emit(self._on(Role.LLM, model, lambda llm: llm.generate(request, on_delta=emit)))
+            lambda emit: emit(self._on(self.models.use_llm, model, lambda llm: llm.generate(request, on_delta=emit)))
         )
 
     def stream_speech(
@@ -246,7 +251,7 @@ class Pipeline:
         """Audio sentence by sentence as it is synthesized."""
         return self.tts_lane.stream(
             lambda emit: self._on(
-                Role.TTS,
+                self.models.use_tts,
                 voice,
                 lambda tts: any(emit(c) for piece in spoken_pieces(text) for c in tts.synthesize(piece, speed=speed)),
             )
@@ -259,14 +264,14 @@ class Pipeline:
             chunks = [chunk.pcm for piece in spoken_pieces(text) for chunk in tts.synthesize(piece, speed=speed)]
             return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)), tts.sample_rate
 
-        return await self.tts_lane.run(self._on, Role.TTS, voice, run)
+        return await self.tts_lane.run(self._on, self.models.use_tts, voice, run)
 
     async def encode(self, pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         return await self.tts_lane.run(audio.encode, pcm, sample_rate, fmt)
 
     async def turn_completion(self, samples: np.ndarray) -> float:
         """How likely the speaker has finished their turn (0..1), judged from 16 kHz audio."""
-        return await self.turn_lane.run(self._on, Role.TURN, None, lambda model: model.completion(samples))
+        return await self.turn_lane.run(self._on, self.models.use_turn, None, lambda model: model.completion(samples))
 
     # The whole turn.
 

@@ -14,15 +14,16 @@ its lanes' worker threads, the API calls those through `asyncio.to_thread`. Name
 import json
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from voxgate import models
 from voxgate.catalog import CATALOG, Role, catalog_voice, voice_id
 from voxgate.config import Settings
+from voxgate.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech, TurnDetector
 from voxgate.errors import BadRequest, Conflict, NotFound
 from voxgate.languages import base_language
 
@@ -64,9 +65,18 @@ class CustomModel:
     persona: dict
 
 
+# The interface an engine of each role must offer: checked when it is loaded.
+INTERFACES: dict[Role, type] = {  # type, not type[Engine]: mypy refuses protocols there
+    Role.STT: SpeechToText,
+    Role.LLM: ChatModel,
+    Role.TTS: TextToSpeech,
+    Role.TURN: TurnDetector,
+}
+
+
 @dataclass
 class _Loaded:
-    engine: object
+    engine: Engine
     role: Role
     last_used: float = field(default_factory=time.monotonic)
     users: int = 0
@@ -89,7 +99,7 @@ class Registry:
         self._loaded: dict[str, _Loaded] = {}
         self._preparing: set[str] = set()
         self._lock = threading.Lock()
-        self._load_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._load_locks: dict[str, threading.Lock] = {}  # one per model name, made under _lock
 
     # Which model a name is.
 
@@ -144,7 +154,7 @@ class Registry:
 
     # Loading.
 
-    def _open(self, role: Role, name: str):
+    def _open(self, role: Role, name: str) -> Engine:
         """Construct the engine for `name` (blocking: reads weights, connects)."""
         s = self.settings
         if backend := self._remote(role, name):
@@ -210,9 +220,13 @@ class Registry:
     def _load(self, role: Role, name: str) -> _Loaded:
         if (entry := self._loaded.get(name)) is not None:
             return entry
-        with self._load_locks[name]:  # one load per model; other callers wait for it
+        with self._lock:  # two threads asking at once must get the same lock
+            load_lock = self._load_locks.setdefault(name, threading.Lock())
+        with load_lock:  # one load per model; other callers wait for it
             if (entry := self._loaded.get(name)) is None:
                 engine = self._open(role, name)
+                if not isinstance(engine, INTERFACES[role]):
+                    raise TypeError(f"{type(engine).__name__} does not implement {INTERFACES[role].__name__}")
                 if self.settings.warmup:
                     engine.warm_up()
                 entry = _Loaded(engine, role)
@@ -220,10 +234,23 @@ class Registry:
                     self._loaded[name] = entry
         return entry
 
+    def use_stt(self, name: str | None = None) -> AbstractContextManager[SpeechToText]:
+        return self._use(Role.STT, name)
+
+    def use_llm(self, name: str | None = None) -> AbstractContextManager[ChatModel]:
+        return self._use(Role.LLM, name)
+
+    def use_tts(self, name: str | None = None) -> AbstractContextManager[TextToSpeech]:
+        return self._use(Role.TTS, name)
+
+    def use_turn(self, name: str | None = None) -> AbstractContextManager[TurnDetector]:
+        return self._use(Role.TURN, name)
+
     @contextmanager
-    def use(self, role: Role, name: str | None = None) -> Iterator:
+    def _use(self, role: Role, name: str | None = None) -> Iterator[Any]:
         """The engine for `name` (default: the role's default), loaded if needed, kept
-        loaded while in use."""
+        loaded while in use. Any: it implements INTERFACES[role] (checked at load), which
+        the typed use_stt/use_llm/use_tts/use_turn name."""
         entry = self._load(role, name or self.defaults[role])
         with self._lock:
             entry.users += 1

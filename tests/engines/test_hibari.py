@@ -9,7 +9,6 @@ import pytest
 from conftest import words
 
 from voxgate.audio import resample
-from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.hibari import HibariTTS
 from voxgate.engines.whisper import RATE, WhisperSTT
@@ -28,7 +27,7 @@ def registry() -> Registry:
 
 @pytest.fixture(scope="module")
 def tts(registry) -> Iterator[HibariTTS]:
-    with registry.use(Role.TTS, NAME) as engine:
+    with registry.use_tts(NAME) as engine:
         yield engine
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from voxgate.audio import resample
-from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.whisper import RATE, WhisperSTT
 from voxgate.registry import Registry
@@ -32,7 +31,7 @@ def registry() -> Registry:
 
 @pytest.fixture(scope="module")
 def tts(registry) -> Iterator[KokoroJaTTS]:
-    with registry.use(Role.TTS, NAME) as engine:
+    with registry.use_tts(NAME) as engine:
         yield engine
 
 
@@ -74,7 +73,7 @@ def test_each_sentence_is_one_chunk_and_whisper_hears_japanese(registry, tts):
 
 
 def test_the_male_voice_speaks_lower(registry, tts):
-    with registry.use(Role.TTS, f"{NAME}:jm_kumo") as kumo:
+    with registry.use_tts(f"{NAME}:jm_kumo") as kumo:
         assert isinstance(kumo, type(tts)) and kumo.name == f"{NAME}:jm_kumo"
         male = pitch(np.concatenate(speak(kumo, SAID)))
     female = pitch(np.concatenate(speak(tts, SAID)))

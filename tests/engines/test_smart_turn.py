@@ -93,7 +93,7 @@ def test_turn_model_is_a_default_that_loads():
     assert registry.defaults[Role.TURN] == MODEL
     assert registry.info(MODEL).role == Role.TURN
     _prepared(MODEL)
-    with registry.use(Role.TURN) as engine:
+    with registry.use_turn() as engine:
         assert engine.name == MODEL
         assert 0.0 <= engine.completion(np.zeros(RATE, np.float32)) <= 1.0
 

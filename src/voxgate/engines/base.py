@@ -6,7 +6,7 @@ so the event loop never waits on a model.
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -61,9 +61,19 @@ class SpeechChunk:
     sample_rate: int
 
 
-class SpeechToText(Protocol):
+@runtime_checkable
+class Engine(Protocol):
+    """What every loaded model offers, whatever its role."""
+
     name: str
 
+    def warm_up(self) -> None:
+        """Run once on a tiny input, so the first real request does not pay for lazy setup."""
+        ...
+
+
+@runtime_checkable
+class SpeechToText(Engine, Protocol):
     def transcribe(
         self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None, temperature: float = 0.0
     ) -> Transcription:
@@ -71,16 +81,15 @@ class SpeechToText(Protocol):
         ...
 
 
-class ChatModel(Protocol):
-    name: str
-
+@runtime_checkable
+class ChatModel(Engine, Protocol):
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         """Answer the conversation, calling `on_delta` with each piece of text as it is produced."""
         ...
 
 
-class TextToSpeech(Protocol):
-    name: str
+@runtime_checkable
+class TextToSpeech(Engine, Protocol):
     sample_rate: int
 
     def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
@@ -88,9 +97,8 @@ class TextToSpeech(Protocol):
         ...
 
 
-class TurnDetector(Protocol):
-    name: str
-
+@runtime_checkable
+class TurnDetector(Engine, Protocol):
     def completion(self, samples: np.ndarray) -> float:
         """The probability (0..1) that the speaker has finished their turn, judged from the
         utterance so far as 16 kHz mono float32 samples."""
