@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from voxgate import audio, models
+from voxgate import audio, model_files
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.espeak import EspeakTTS
@@ -89,7 +89,7 @@ def main() -> None:
     rows["TTS espeak-ng fr"] = {"total_ms": round((time.perf_counter() - start) / RUNS * 1000, 1)}
 
     for name in ("whisper-tiny.en", "whisper-base"):
-        if not models.is_prepared(settings.models_dir, name):
+        if not model_files.is_prepared(settings.models_dir, name):
             continue
         with console.status(f"STT {name}"), registry.use_stt(name) as stt:
             samples = []

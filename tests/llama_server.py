@@ -21,7 +21,7 @@ def start(log_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str
 
     from voxgate.catalog import Role
     from voxgate.config import Settings
-    from voxgate.models import resolve
+    from voxgate.model_files import resolve
 
     settings = Settings()
     model = resolve(settings.llm_model, Role.LLM, settings.models_dir)[1]

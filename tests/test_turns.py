@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from voxgate.pipeline import Heard, SpokenChunk, TextDelta
+from voxgate.pipeline import ClauseAudio, Heard, TextDelta
 from voxgate.turns import fill_open, wire_event
 
 
@@ -24,7 +24,7 @@ def test_a_field_nobody_sets_stays_open():
 
 
 def test_events_have_one_wire_form_for_sse_and_the_socket():
-    chunk = SpokenChunk(b"RIFF", 22050, "Hello.", 0, np.zeros(4, np.int16))
+    chunk = ClauseAudio(b"RIFF", 22050, "Hello.", 0, np.zeros(4, np.int16))
     assert wire_event(Heard("hi", "en"), "wav") == ("transcript", {"text": "hi", "language": "en"})
     assert wire_event(TextDelta("Hel"), "wav") == ("text", {"delta": "Hel"})
     name, data = wire_event(chunk, "wav")

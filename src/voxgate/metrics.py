@@ -98,6 +98,6 @@ class PipelineCollector(Collector):
             queued.add_metric([name], lane.queued)
             capacity.add_metric([name], lane.capacity)
         loaded = GaugeMetricFamily("voxgate_model_loaded", "1 for each model in memory.", labels=["model"])
-        for name in self.pipeline.models.loaded():
+        for name in self.pipeline.registry.loaded():
             loaded.add_metric([name], 1)
         yield from (in_flight, queued, capacity, loaded)

@@ -184,7 +184,7 @@ class OpenAIRealtime:
             "type": "realtime",
             "object": "realtime.session",
             "id": self.id,
-            "model": self.model or self.turns.pipeline.models.defaults[Role.LLM],
+            "model": self.model or self.turns.pipeline.registry.defaults[Role.LLM],
             "output_modalities": ["audio" if options.reply_as == "voice" else "text"],
             "instructions": options.system or "",
             "audio": {

@@ -77,7 +77,7 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
-class SpokenChunk:
+class ClauseAudio:
     """One clause of the reply, encoded in the requested voice format (and as int16 `pcm`)."""
 
     audio: bytes
@@ -102,7 +102,7 @@ class TurnDone:
     result: TurnResult
 
 
-TurnEvent = Heard | TextDelta | SpokenChunk | TurnDone
+TurnEvent = Heard | TextDelta | ClauseAudio | TurnDone
 
 
 def estimate_tokens(text: str) -> int:
@@ -167,8 +167,8 @@ _PLAYBACK_MARGIN = 0.5  # seconds of audio a client should still have queued whe
 
 
 class Pipeline:
-    def __init__(self, models: Registry, settings: Settings):
-        self.models = models
+    def __init__(self, registry: Registry, settings: Settings):
+        self.registry = registry
         self.settings = settings
         # The speech engines share the CPU budget's speech threads, most urgent work first;
         # the LLM's lane threads only wait on llama.cpp (or a remote engine), which has its own.
@@ -211,7 +211,7 @@ class Pipeline:
     ) -> Transcription:
         return await self.stt_lane.run(
             self._on,
-            self.models.use_stt,
+            self.registry.use_stt,
             model,
             lambda stt: stt.transcribe(decoded.samples, language=language, prompt=prompt, temperature=temperature),
         )
@@ -242,7 +242,7 @@ class Pipeline:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
         lane raises here, before any byte is sent; leaving early stops the LLM."""
         return self.llm_lane.stream(
-            lambda emit: emit(self._on(self.models.use_llm, model, lambda llm: llm.generate(request, on_delta=emit)))
+            lambda emit: emit(self._on(self.registry.use_llm, model, lambda llm: llm.generate(request, on_delta=emit)))
         )
 
     def stream_speech(
@@ -251,7 +251,7 @@ class Pipeline:
         """Audio sentence by sentence as it is synthesized."""
         return self.tts_lane.stream(
             lambda emit: self._on(
-                self.models.use_tts,
+                self.registry.use_tts,
                 voice,
                 lambda tts: any(emit(c) for piece in spoken_pieces(text) for c in tts.synthesize(piece, speed=speed)),
             )
@@ -264,14 +264,14 @@ class Pipeline:
             chunks = [chunk.pcm for piece in spoken_pieces(text) for chunk in tts.synthesize(piece, speed=speed)]
             return (np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)), tts.sample_rate
 
-        return await self.tts_lane.run(self._on, self.models.use_tts, voice, run)
+        return await self.tts_lane.run(self._on, self.registry.use_tts, voice, run)
 
     async def encode(self, pcm: np.ndarray, sample_rate: int, fmt: str) -> bytes:
         return await self.tts_lane.run(audio.encode, pcm, sample_rate, fmt)
 
     async def turn_completion(self, samples: np.ndarray) -> float:
         """How likely the speaker has finished their turn (0..1), judged from 16 kHz audio."""
-        return await self.turn_lane.run(self._on, self.models.use_turn, None, lambda model: model.completion(samples))
+        return await self.turn_lane.run(self._on, self.registry.use_turn, None, lambda model: model.completion(samples))
 
     # The whole turn.
 
@@ -296,27 +296,27 @@ class Pipeline:
             with clock.stage("decode"):
                 decoded = await self.decode(request.audio)
         with clock.stage("stt"):
-            heard = await self.transcribe(decoded, language=request.language)
-        if not heard.text:
+            transcription = await self.transcribe(decoded, language=request.language)
+        if not transcription.text:
             raise NoSpeech("no speech was detected in the audio")
-        return heard.text, heard, decoded.container
+        return transcription.text, transcription, decoded.container
 
     async def _check(self, request: TurnInput) -> None:
         """Refuse an unknown model or voice before any model runs."""
         if request.model:
-            self.models.require(Role.LLM, request.model)
+            self.registry.require(Role.LLM, request.model)
         if request.voice and request.reply_as == "voice":
-            await asyncio.to_thread(self.models.voice_for, None, request.voice)
+            await asyncio.to_thread(self.registry.voice_for, None, request.voice)
 
-    async def _answer_plan(self, request: TurnInput, heard: Transcription | None) -> "_Plan":
-        language = request.language or (heard.language if heard else None)
+    async def _answer_plan(self, request: TurnInput, transcription: Transcription | None) -> "_Plan":
+        language = request.language or (transcription.language if transcription else None)
         voice = (
-            await asyncio.to_thread(self.models.voice_for, language, request.voice)
+            await asyncio.to_thread(self.registry.voice_for, language, request.voice)
             if request.reply_as == "voice"
             else None
         )
-        llm = request.model or self.models.defaults[Role.LLM]
-        stt = self.models.defaults[Role.STT] if request.audio is not None else None
+        llm = request.model or self.registry.defaults[Role.LLM]
+        stt = self.registry.defaults[Role.STT] if request.audio is not None else None
         models = {"stt": stt, "llm": llm, "tts": voice}
         return _Plan(language, voice, llm, models)
 
@@ -363,12 +363,12 @@ class Pipeline:
         """One buffered turn: the whole reply, then (if asked) all of its audio."""
         clock = _Stopwatch()
         await self._check(request)
-        question, heard, container = await self._hear(request, clock)
-        plan = await self._answer_plan(request, heard)
+        question, transcription, container = await self._hear(request, clock)
+        plan = await self._answer_plan(request, transcription)
         with clock.stage("llm"):
             answer = await _result_of(self._reply(request, question, plan))
         result = TurnResult(
-            transcript=heard.text if heard else None,
+            transcript=transcription.text if transcription else None,
             reply=answer.text,
             language=plan.language,
             timings=clock.ms,
@@ -395,10 +395,10 @@ class Pipeline:
         started = time.perf_counter()
         clock = _Stopwatch()
         await self._check(request)
-        question, heard, container = await self._hear(request, clock)
-        plan = await self._answer_plan(request, heard)
-        if heard:
-            yield Heard(heard.text, heard.language)
+        question, transcription, container = await self._hear(request, clock)
+        plan = await self._answer_plan(request, transcription)
+        if transcription:
+            yield Heard(transcription.text, transcription.language)
 
         def since_start() -> float:
             return round((time.perf_counter() - started) * 1000, 1)
@@ -445,7 +445,7 @@ class Pipeline:
                 needed_at = max(needed_at or 0.0, time.monotonic()) + len(pcm) / rate
                 spoken.append(pcm)
                 rates.append(rate)
-                events.put_nowait(SpokenChunk(data, rate, piece, len(spoken) - 1, pcm))
+                events.put_nowait(ClauseAudio(data, rate, piece, len(spoken) - 1, pcm))
             clock.ms["tts"] = round(tts_ms, 1)
 
         tasks = [asyncio.create_task(generate())] + ([asyncio.create_task(synthesize())] if voice else [])
@@ -460,7 +460,7 @@ class Pipeline:
             finished.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no "never retrieved"
 
         result = TurnResult(
-            transcript=heard.text if heard else None,
+            transcript=transcription.text if transcription else None,
             reply="".join(deltas).strip(),
             language=plan.language,
             timings={**clock.ms, **firsts, "total": since_start()},

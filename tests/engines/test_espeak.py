@@ -95,7 +95,7 @@ def whisper():
     from voxgate.catalog import Role
     from voxgate.config import Settings
     from voxgate.engines.whisper import WhisperSTT
-    from voxgate.models import resolve
+    from voxgate.model_files import resolve
 
     return WhisperSTT(*resolve("whisper-base", Role.STT, Settings().models_dir), workers=1)
 

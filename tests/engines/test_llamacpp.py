@@ -3,7 +3,7 @@
 
 import pytest
 
-from voxgate import models
+from voxgate import model_files
 from voxgate.catalog import Role
 from voxgate.config import PRESETS, Settings
 from voxgate.engines.base import ChatMessage, ChatRequest
@@ -14,7 +14,7 @@ QUESTIONS = ("What is the capital of France?", "Name three planets.")
 
 
 def _path(name: str):
-    return models.resolve(name, Role.LLM, Settings().models_dir)[1]
+    return model_files.resolve(name, Role.LLM, Settings().models_dir)[1]
 
 
 def _answers(llm: LlamaCppLLM) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from voxgate import models
+from voxgate import model_files
 from voxgate.audio import resample
 from voxgate.catalog import CATALOG, Role
 from voxgate.config import Settings
@@ -49,7 +49,7 @@ def _prepared(name: str) -> Path:
     """The model's file in the cache, pulled first if needed (as `voxgate models pull` does)."""
     settings = Settings()
     Registry(settings).pull(name, lambda _: None)
-    return models.resolve(name, CATALOG[name].role, settings.models_dir)[1]
+    return model_files.resolve(name, CATALOG[name].role, settings.models_dir)[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +78,12 @@ def speak():
 def test_catalog_file_is_prepared_from_the_package_and_verified(tmp_path):
     model = CATALOG[MODEL]
     assert model.role == Role.TURN and model.packages == ("pipecat-ai==1.14.0",)
-    models.install_packages(models.missing_packages(model))  # the cache may hold it without the package
-    target = models.prepare(model, tmp_path)
+    model_files.install_packages(model_files.missing_packages(model))  # the cache may hold it without the package
+    target = model_files.prepare(model, tmp_path)
     data = (target / "model.onnx").read_bytes()
     assert hashlib.sha256(data).hexdigest() == model.files[0].sha256
     assert len(data) == model.size_bytes
-    assert models.resolve(MODEL, Role.TURN, tmp_path) == (MODEL, target / "model.onnx")
+    assert model_files.resolve(MODEL, Role.TURN, tmp_path) == (MODEL, target / "model.onnx")
     (features,) = onnxruntime.InferenceSession(str(target / "model.onnx")).get_inputs()
     assert (features.name, features.shape[1:]) == ("input_features", [80, 800])
 

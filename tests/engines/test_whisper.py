@@ -10,7 +10,7 @@ from conftest import words
 from faster_whisper.tokenizer import Tokenizer
 from piper import PiperVoice, SynthesisConfig
 
-from voxgate import models
+from voxgate import model_files
 from voxgate.audio import resample
 from voxgate.catalog import CATALOG
 from voxgate.config import Settings
@@ -27,7 +27,7 @@ SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over a
 
 def _path(name: str) -> Path:
     settings = Settings()
-    return models.resolve(name, CATALOG[name].role, settings.models_dir)[1]
+    return model_files.resolve(name, CATALOG[name].role, settings.models_dir)[1]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ async def readyz(request: Request) -> dict:
     and again from the moment the server starts shutting down."""
     if request.app.state.shutdown.draining:
         raise shutting_down()
-    registry = get_pipeline(request).models
+    registry = get_pipeline(request).registry
     loaded = set(registry.loaded())
     missing = [name for name in registry.defaults.values() if name not in loaded]
     if missing:

