@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench models multilingual presets voices system-deps clean
+.PHONY: run test test-fast lint bench models multilingual presets voices system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ lint: $(VENV)/.installed
 
 test: lint multilingual presets voices system-deps
 	$(BIN)/pytest
+
+# The fast tier alone: the app in-process with fake engines and the unit tests, in seconds.
+test-fast: lint
+	$(BIN)/pytest -m "not real"
 
 # Speed targets live here, not in the tests: a buffered turn, then streaming and realtime.
 bench: multilingual presets voices

@@ -27,6 +27,19 @@ from pg_server import throwaway_postgres
 from processes import free_port, wait_until_serving
 
 TEST_JWT_SECRET = "test-secret-known-to-the-tests-so-they-can-forge-tokens"
+# Tests that start real servers, load real models or drive a real browser: the `real` tier.
+# The rest (tests/fast and the unit tests beside this file) run in seconds with fakes:
+# `pytest -m "not real"`.
+REAL_FOLDERS = {"api", "web", "engines", "deploy", "store"}
+REAL_MODULES = {"test_cli.py", "test_model_files.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests).parts
+        if parts[0] in REAL_FOLDERS or parts[-1] in REAL_MODULES:
+            item.add_marker(pytest.mark.real)
 
 
 @dataclass

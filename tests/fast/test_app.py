@@ -1,0 +1,191 @@
+"""The fast tier: the whole app in this process (Starlette's TestClient, httpx underneath)
+with fake engines, so turns, streaming, the realtime session and the persona/model/request
+precedence are checked in seconds, without model files. The real-model tier (marked
+`real`) checks the same paths end to end."""
+
+import base64
+import io
+import wave
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from voxgate.api.app import create_app
+from voxgate.catalog import Role
+from voxgate.config import Settings
+from voxgate.engines.base import ChatRequest, ChatResult, SpeechChunk, Transcription
+from voxgate.registry import Registry
+
+RATE = 16_000
+
+
+class FakeSTT:
+    name = "fake-stt"
+
+    def transcribe(self, samples, *, language=None, prompt=None, temperature=0.0) -> Transcription:
+        return Transcription("what did I say", language or "en", len(samples) / RATE)
+
+    def warm_up(self) -> None:
+        pass
+
+
+class FakeLLM:
+    """Repeats the question and counts the messages it was given; records every request."""
+
+    name = "fake-llm"
+
+    def __init__(self) -> None:
+        self.requests: list[ChatRequest] = []
+
+    def generate(self, request: ChatRequest, on_delta=None) -> ChatResult:
+        self.requests.append(request)
+        question = request.messages[-1].content
+        text = f"You said {question.rstrip('.?!')}. I was given {len(request.messages)} messages."
+        for word in text.split(" "):
+            if on_delta is not None and on_delta(word + " "):
+                return ChatResult("", "cancelled")
+        return ChatResult(text, "stop", 10, len(text.split()))
+
+    def warm_up(self) -> None:
+        pass
+
+
+class FakeTTS:
+    """A tenth of a second of a tone per sentence."""
+
+    name = "fake-tts"
+    sample_rate = RATE
+
+    def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
+        tone = np.sin(np.arange(RATE // 10) * 2 * np.pi * 440 / RATE) * 8000
+        yield SpeechChunk(tone.astype(np.int16), RATE)
+
+    def warm_up(self) -> None:
+        pass
+
+
+class FakeTurn:
+    name = "fake-turn"
+
+    def completion(self, samples) -> float:
+        return 1.0
+
+    def warm_up(self) -> None:
+        pass
+
+
+class FakeRegistry(Registry):
+    """The catalog's default names, fake engines behind them."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.fakes = {Role.STT: FakeSTT(), Role.LLM: FakeLLM(), Role.TTS: FakeTTS(), Role.TURN: FakeTurn()}
+
+    def _open(self, role: Role, name: str):
+        return self.fakes[role]
+
+
+@pytest.fixture
+def app(tmp_path):
+    # Its own cache: a custom model made here must not land among the real models.
+    app = create_app(Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", auth="off", store_audio=True))
+    app.state.models = FakeRegistry(app.state.settings)
+    return app
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app) as client:  # runs the lifespan: database, pipeline, model loading
+        client.get("/readyz").raise_for_status()
+        yield client
+
+
+def llm(app) -> FakeLLM:
+    return app.state.models.fakes[Role.LLM]
+
+
+def test_a_text_turn_is_answered_stored_and_continued(client, app):
+    first = client.post("/v1/chat", json={"text": "Hello there."})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["reply"] == "You said Hello there. I was given 2 messages."  # system + question
+    assert body["models"]["llm"] == app.state.models.defaults[Role.LLM]
+
+    second = client.post("/v1/chat", json={"text": "Again.", "conversation_id": body["conversation_id"]})
+    assert second.json()["reply"].endswith("I was given 4 messages.")  # the first turn is history
+    stored = client.get(f"/v1/conversations/{body['conversation_id']}").json()["messages"]
+    assert [m["text"] for m in stored] == ["Hello there.", body["reply"], "Again.", second.json()["reply"]]
+
+
+def test_a_voice_turn_answers_with_audio(client):
+    speech = io.BytesIO()
+    with wave.open(speech, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((np.random.default_rng(0).normal(0, 3000, RATE)).astype(np.int16).tobytes())
+    r = client.post("/v1/chat", files={"audio": ("q.wav", speech.getvalue())}, data={"reply_as": "voice"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/wav" and r.content[:4] == b"RIFF"
+    assert r.headers["x-voxgate-transcript"] == "what%20did%20I%20say"
+    with wave.open(io.BytesIO(r.content)) as reply:
+        assert reply.getframerate() == RATE and reply.getnframes() >= RATE // 10
+
+
+def test_sse_sends_text_audio_then_done(client):
+    with client.stream("POST", "/v1/chat", json={"text": "Hi.", "reply_as": "voice", "stream": True}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("event: ") for line in r.iter_lines() if line.startswith("event: ")]
+    assert events[0] == "text" and "audio" in events and events[-1] == "done", events
+    assert events.index("audio") < events.index("done")
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "conversation_persona", "expected"),
+    [
+        ({}, None, {"max_tokens": 20}),  # the conversation's persona: concise says 20 tokens
+        ({"max_tokens": 7}, None, {"max_tokens": 7}),  # the request wins over the persona
+        ({"persona": "assistant"}, None, {"max_tokens": None}),  # a persona named in the request wins
+        ({}, "assistant", {"max_tokens": None}),
+    ],
+)
+def test_request_persona_and_conversation_precedence(client, app, request_fields, conversation_persona, expected):
+    conversation = client.post("/v1/conversations", json={"persona": conversation_persona or "concise"}).json()
+    r = client.post("/v1/chat", json={"text": "Hi.", "conversation_id": conversation["id"], **request_fields})
+    assert r.status_code == 200, r.text
+    sent = llm(app).requests[-1]
+    if expected["max_tokens"] is None:
+        assert sent.max_tokens == app.state.settings.max_tokens
+    else:
+        assert sent.max_tokens == expected["max_tokens"]
+
+
+def test_a_custom_model_brings_its_persona_and_the_request_overrides_it(client, app):
+    made = client.post(
+        "/v1/models/create",
+        json={"name": "pirate", "base": app.state.models.defaults[Role.LLM], "system": "Talk like a pirate.",
+              "temperature": 1.1},
+    )
+    assert made.status_code == 201, made.text
+    client.post("/v1/chat", json={"text": "Hi.", "model": "pirate"})
+    sent = llm(app).requests[-1]
+    assert sent.messages[0].content.startswith("Talk like a pirate.") and sent.temperature == 1.1
+    client.post("/v1/chat", json={"text": "Hi.", "model": "pirate", "temperature": 0.2})
+    assert llm(app).requests[-1].temperature == 0.2
+
+
+def test_realtime_session_answers_typed_input(client):
+    with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        ws.send_json({"type": "session.start", "reply_as": "voice", "input_format": "pcm16", "sample_rate": RATE})
+        assert ws.receive_json()["type"] == "session.ready"
+        ws.send_json({"type": "input.text", "text": "Hello."})
+        kinds, audio = [], b""
+        while (message := ws.receive_json())["type"] != "done":
+            kinds.append(message["type"])
+            if message["type"] == "audio":
+                audio += base64.b64decode(message["audio"])
+    assert "text" in kinds and "audio" in kinds, kinds
+    assert audio[:4] == b"RIFF"
+    assert message["reply"] == "You said Hello. I was given 2 messages."
