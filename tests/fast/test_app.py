@@ -165,8 +165,12 @@ def test_request_persona_and_conversation_precedence(client, app, request_fields
 def test_a_custom_model_brings_its_persona_and_the_request_overrides_it(client, app):
     made = client.post(
         "/v1/models/create",
-        json={"name": "pirate", "base": app.state.models.defaults[Role.LLM], "system": "Talk like a pirate.",
-              "temperature": 1.1},
+        json={
+            "name": "pirate",
+            "base": app.state.models.defaults[Role.LLM],
+            "system": "Talk like a pirate.",
+            "temperature": 1.1,
+        },
     )
     assert made.status_code == 201, made.text
     client.post("/v1/chat", json={"text": "Hi.", "model": "pirate"})
