@@ -1,6 +1,7 @@
 """All configuration in one place: environment variables `VOXGATE_*` and an optional `.env`."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,16 @@ PRESETS: dict[str, tuple[str, str | None]] = {
     "accurate": ("qwen2.5-coder-1.5b-instruct", None),
     "speculative": ("qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-0.5b-instruct"),
 }
+
+
+@dataclass(frozen=True)
+class RemoteEngine:
+    """Where one role's model runs when it is not local."""
+
+    backend: str  # openai | ollama
+    model: str  # the name that engine knows
+    url: str | None
+    api_key: str | None
 
 
 class Settings(BaseSettings):
@@ -192,12 +203,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _remote_backends_have_urls(self) -> "Settings":
-        for role in ("stt", "llm", "tts"):
-            if getattr(self, f"{role}_backend") != "local" and not getattr(self, f"{role}_url"):
+        for role, engine in self.remote_engines().items():
+            if not engine.url:
                 raise ValueError(
                     f"VOXGATE_{role.upper()}_URL is required when VOXGATE_{role.upper()}_BACKEND is not local"
                 )
         return self
+
+    def remote_engines(self) -> dict[str, "RemoteEngine"]:
+        """The roles ("stt", "llm", "tts") that run on a remote engine, each with its settings.
+        One typed view of the flat VOXGATE_<ROLE>_* variables, which stay as they are."""
+        roles = {
+            "stt": (self.stt_backend, self.stt_model, self.stt_url, self.stt_api_key),
+            "llm": (self.llm_backend, self.llm_model, self.llm_url, self.llm_api_key),
+            "tts": (self.tts_backend, self.tts_model, self.tts_url, self.tts_api_key),
+        }
+        return {
+            role: RemoteEngine(backend, model, url, key.get_secret_value() if key else None)
+            for role, (backend, model, url, key) in roles.items()
+            if backend != "local"
+        }
 
     @property
     def llm_threads(self) -> int:

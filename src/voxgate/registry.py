@@ -22,12 +22,11 @@ from typing import Any
 
 from voxgate import model_files
 from voxgate.catalog import CATALOG, Role, catalog_voice, voice_id
-from voxgate.config import Settings
+from voxgate.config import RemoteEngine, Settings
 from voxgate.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech, TurnDetector
+from voxgate.engines.factory import ESPEAK_PREFIX, open_engine
 from voxgate.errors import BadRequest, Conflict, NotFound
 from voxgate.languages import base_language
-
-ESPEAK_PREFIX = "espeak-ng:"
 
 
 @dataclass(frozen=True)
@@ -103,10 +102,10 @@ class Registry:
 
     # Which model a name is.
 
-    def _remote(self, role: Role, name: str) -> str | None:
-        """The backend kind ("openai", "ollama") when `name` is the role's configured remote model."""
-        backend = getattr(self.settings, f"{role.value}_backend", "local")  # turn detection is always local
-        return backend if backend != "local" and name == getattr(self.settings, f"{role.value}_model") else None
+    def _remote(self, role: Role, name: str) -> RemoteEngine | None:
+        """The role's remote engine, when `name` is the model it serves (turn detection is always local)."""
+        engine = self.settings.remote_engines().get(role.value)
+        return engine if engine is not None and engine.model == name else None
 
     def role_of(self, name: str) -> Role | None:
         if name in CATALOG:
@@ -156,66 +155,7 @@ class Registry:
 
     def _open(self, role: Role, name: str) -> Engine:
         """Construct the engine for `name` (blocking: reads weights, connects)."""
-        s = self.settings
-        if backend := self._remote(role, name):
-            key = getattr(s, f"{role.value}_api_key")
-            remote = {
-                "url": getattr(s, f"{role.value}_url"),
-                "api_key": key.get_secret_value() if key else None,
-                "timeout": s.backend_timeout,
-                "retries": s.backend_retries,
-            }
-            if role == Role.STT:
-                from voxgate.engines.openai_stt import OpenAISTT
-
-                return OpenAISTT(name, **remote)
-            if role == Role.TTS:
-                from voxgate.engines.openai_tts import OpenAITTS
-
-                return OpenAITTS(name, **remote, voice=s.tts_voice)
-            if backend == "ollama":
-                from voxgate.engines.ollama_chat import OllamaChat
-
-                return OllamaChat(name, **remote)
-            from voxgate.engines.openai_chat import OpenAIChat
-
-            return OpenAIChat(name, **remote)
-        if name.startswith(ESPEAK_PREFIX):
-            from voxgate.engines.espeak import EspeakTTS
-
-            return EspeakTTS(name.removeprefix(ESPEAK_PREFIX))
-        spoken = catalog_voice(name) if role == Role.TTS else None  # the catalog says which engine speaks it
-        if spoken and spoken[0].engine == "hibari":
-            from voxgate.engines.hibari import HibariTTS
-
-            return HibariTTS(name, model_files.resolve(spoken[0].name, role, self.models_dir)[1])
-        if spoken and spoken[0].engine == "kokoro-ja":
-            from voxgate.engines.kokoro_ja import KokoroJaTTS
-
-            return KokoroJaTTS(name, model_files.resolve(spoken[0].name, role, self.models_dir)[1], spoken[1].name)
-        display, path = model_files.resolve(name, role, self.models_dir)
-        if role == Role.STT:
-            from voxgate.engines.whisper import WhisperSTT
-
-            return WhisperSTT(display, path, workers=s.speech_threads)
-        if role == Role.LLM:
-            from voxgate.engines.llamacpp import LlamaCppLLM
-
-            draft = (
-                model_files.resolve(s.llm_draft_model, role, self.models_dir)[1]
-                if s.llm_draft_model and name == s.llm_model
-                else None
-            )
-            return LlamaCppLLM(
-                display, path, threads=s.llm_threads, context=s.llm_context, slots=s.llm_slots, draft=draft
-            )
-        if role == Role.TURN:
-            from voxgate.engines.smart_turn import SmartTurn
-
-            return SmartTurn(display, path)
-        from voxgate.engines.piper import PiperTTS
-
-        return PiperTTS(display, path)
+        return open_engine(role, name, self.settings, self._remote(role, name))
 
     def _load(self, role: Role, name: str) -> _Loaded:
         if (entry := self._loaded.get(name)) is not None:
@@ -357,10 +297,14 @@ class Registry:
             )
         for role in Role:
             name = self.defaults[role]
-            if backend := self._remote(role, name):
-                url = getattr(self.settings, f"{role.value}_url")
+            if remote := self._remote(role, name):
                 found[name] = ModelInfo(
-                    name, role, "remote", self._state(name, True), True, description=f"{backend} backend at {url}"
+                    name,
+                    role,
+                    "remote",
+                    self._state(name, True),
+                    True,
+                    description=f"{remote.backend} backend at {remote.url}",
                 )
             elif name.startswith(ESPEAK_PREFIX):
                 found[name] = ModelInfo(name, role, "espeak-ng", self._state(name, True), True)
@@ -456,7 +400,7 @@ class Registry:
             if info.role != Role.TTS:
                 continue
             if info.source == "remote":
-                found.append(Voice(info.name, None, self.settings.tts_voice or info.name, "openai"))
+                found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
             elif info.source == "catalog" and info.state in ("ready", "loaded"):
                 model = CATALOG[info.name]
                 assert model.engine, f"the catalog's TTS model {model.name} names no engine"
