@@ -13,10 +13,9 @@ its lanes' worker threads, the API calls those through `asyncio.to_thread`. Name
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from voxgate.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech, 
 from voxgate.engines.factory import ESPEAK_PREFIX, open_engine
 from voxgate.errors import BadRequest, Conflict, NotFound
 from voxgate.languages import base_language
+from voxgate.loaded import LoadedModels
 
 
 @dataclass(frozen=True)
@@ -64,23 +64,6 @@ class CustomModel:
     persona: dict
 
 
-# The interface an engine of each role must offer: checked when it is loaded.
-INTERFACES: dict[Role, type] = {  # type, not type[Engine]: mypy refuses protocols there
-    Role.STT: SpeechToText,
-    Role.LLM: ChatModel,
-    Role.TTS: TextToSpeech,
-    Role.TURN: TurnDetector,
-}
-
-
-@dataclass
-class _Loaded:
-    engine: Engine
-    role: Role
-    last_used: float = field(default_factory=time.monotonic)
-    users: int = 0
-
-
 # Progress reports of a pull, one JSON object each (streamed as NDJSON by the API).
 Report = Callable[[dict], object]  # what it returns is ignored
 
@@ -95,10 +78,9 @@ class Registry:
             Role.TTS: settings.tts_model,
             Role.TURN: settings.turn_model,
         }
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded = LoadedModels(lambda role, name: self._open(role, name), warm_up=settings.warmup)
         self._preparing: set[str] = set()
-        self._lock = threading.Lock()
-        self._load_locks: dict[str, threading.Lock] = {}  # one per model name, made under _lock
+        self._lock = threading.Lock()  # guards _preparing
 
     # Which model a name is.
 
@@ -157,23 +139,6 @@ class Registry:
         """Construct the engine for `name` (blocking: reads weights, connects)."""
         return open_engine(role, name, self.settings, self._remote(role, name))
 
-    def _load(self, role: Role, name: str) -> _Loaded:
-        if (entry := self._loaded.get(name)) is not None:
-            return entry
-        with self._lock:  # two threads asking at once must get the same lock
-            load_lock = self._load_locks.setdefault(name, threading.Lock())
-        with load_lock:  # one load per model; other callers wait for it
-            if (entry := self._loaded.get(name)) is None:
-                engine = self._open(role, name)
-                if not isinstance(engine, INTERFACES[role]):
-                    raise TypeError(f"{type(engine).__name__} does not implement {INTERFACES[role].__name__}")
-                if self.settings.warmup:
-                    engine.warm_up()
-                entry = _Loaded(engine, role)
-                with self._lock:
-                    self._loaded[name] = entry
-        return entry
-
     def use_stt(self, name: str | None = None) -> AbstractContextManager[SpeechToText]:
         return self._use(Role.STT, name)
 
@@ -186,20 +151,8 @@ class Registry:
     def use_turn(self, name: str | None = None) -> AbstractContextManager[TurnDetector]:
         return self._use(Role.TURN, name)
 
-    @contextmanager
-    def _use(self, role: Role, name: str | None = None) -> Iterator[Any]:
-        """The engine for `name` (default: the role's default), loaded if needed, kept
-        loaded while in use. Any: it implements INTERFACES[role] (checked at load), which
-        the typed use_stt/use_llm/use_tts/use_turn name."""
-        entry = self._load(role, name or self.defaults[role])
-        with self._lock:
-            entry.users += 1
-        try:
-            yield entry.engine
-        finally:
-            with self._lock:
-                entry.users -= 1
-                entry.last_used = time.monotonic()
+    def _use(self, role: Role, name: str | None) -> AbstractContextManager[Any]:
+        return self._loaded.use(role, name or self.defaults[role])
 
     def load(self, name: str) -> None:
         """Load on request; an explicit load restarts the model's idle clock."""
@@ -208,53 +161,38 @@ class Registry:
         role = self.role_of(name)
         if role is None:
             raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
-        self._load(role, self.require(role, name)).last_used = time.monotonic()
+        self._loaded.load(role, self.require(role, name))
 
     def load_defaults(self) -> "Registry":
         for role in Role:
-            self._load(role, self.defaults[role])
+            self._loaded.load(role, self.defaults[role])
         return self
 
     def loaded(self) -> list[str]:
-        with self._lock:
-            return list(self._loaded)
+        return self._loaded.names()
 
     def unload(self, name: str) -> bool:
         """Forget the engine; requests that hold it finish first, then its memory is freed.
         Defaults stay: /readyz and the next request's latency depend on them."""
         if name in self.defaults.values():
             raise Conflict(f"{name!r} is a default model; make another the default first", code="model_in_use")
-        with self._lock:
-            return self._loaded.pop(name, None) is not None
+        return self._loaded.drop(name)
 
     def unload_idle(self) -> list[str]:
         """Unload models that are not a default, not in use, and idle past the timeout."""
         timeout = self.settings.idle_unload_seconds
-        if not timeout:
-            return []
-        now = time.monotonic()
-        with self._lock:
-            idle = [
-                n
-                for n, e in self._loaded.items()
-                if n not in self.defaults.values() and e.users == 0 and now - e.last_used > timeout
-            ]
-            for name in idle:
-                del self._loaded[name]
-        return idle
+        return self._loaded.drop_idle(timeout, set(self.defaults.values())) if timeout else []
 
     def set_defaults(self, wanted: dict[Role, str]) -> None:
         """Make each name its role's default, all loaded first, so a failure changes nothing."""
         for role, name in wanted.items():
             self.require(role, name)
         for role, name in wanted.items():
-            self._load(role, name)
+            self._loaded.load(role, name)
         replaced = [self.defaults[role] for role in wanted]
         self.defaults.update(wanted)
-        with self._lock:  # a former default's idle time starts now, not at its last request
-            for name in replaced:
-                if (entry := self._loaded.get(name)) is not None:
-                    entry.last_used = time.monotonic()
+        for name in replaced:  # a former default's idle time starts now, not at its last request
+            self._loaded.touch(name)
 
     # Listing.
 

@@ -5,6 +5,7 @@ precedence are checked in seconds, without model files. The real-model tier (mar
 
 import base64
 import io
+import time
 import wave
 from collections.abc import Iterator
 
@@ -98,7 +99,10 @@ def app(tmp_path):
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as client:  # runs the lifespan: database, pipeline, model loading
-        client.get("/readyz").raise_for_status()
+        deadline = time.monotonic() + 10  # the fakes load at once, but in the background
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").text
+            time.sleep(0.01)
         yield client
 
 
