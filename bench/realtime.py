@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import numpy as np
@@ -958,8 +959,8 @@ def server_settings(overrides: dict) -> dict:
     try:
         from voxgate.config import Settings
 
-        fields = {k.removeprefix("VOXGATE_").lower(): v for k, v in overrides.items()}
-        dumped = Settings(**fields).model_dump(mode="json")
+        with mock.patch.dict(os.environ, overrides):  # read as the server reads them
+            dumped = Settings().model_dump(mode="json")  # SecretStr fields come out masked
         return {k: v for k, v in dumped.items() if not re.search(r"secret|api_key|password", k)}
     except Exception as exc:  # noqa: BLE001 - the settings class is being edited; the env still says enough
         return {"unavailable": f"{type(exc).__name__}: {exc}"}

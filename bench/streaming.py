@@ -334,7 +334,7 @@ def main() -> None:
         "models": reuse.pop("models"),
         "settings": {
             "threads": settings.threads,
-            "llm_slots": settings.llm_slots,
+            "llm_slots": settings.llm.slots,
             "max_tokens": settings.max_tokens,
             "temperature": 0.0,
             "chunk_ms": 100,

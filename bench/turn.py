@@ -93,7 +93,7 @@ async def bench(runs: int, console: Console) -> dict:
         "models": {role.value: name for role, name in registry.defaults.items()},
         "settings": {
             "threads": settings.threads,
-            "llm_slots": settings.llm_slots,
+            "llm_slots": settings.llm.slots,
             "max_tokens": settings.max_tokens,
             "temperature": 0.0,
         },

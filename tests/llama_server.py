@@ -24,7 +24,7 @@ def start(log_dir: Path, port: int | None = None) -> tuple[subprocess.Popen, str
     from voxgate.model_files import resolve
 
     settings = Settings()
-    model = resolve(settings.llm_model, Role.LLM, settings.models_dir)[1]
+    model = resolve(settings.llm.model, Role.LLM, settings.models_dir)[1]
     port = port or free_port()
     log_path = log_dir / f"llama-{port}.log"
     proc = subprocess.Popen(

@@ -51,10 +51,10 @@ def test_catalog_defaults_are_prepared_by_make(tmp_path):
 
     settings = Settings()
     for spec, role in (
-        (settings.stt_model, Role.STT),
-        (settings.llm_model, Role.LLM),
-        (settings.tts_model, Role.TTS),
-        (settings.turn_model, Role.TURN),
+        (settings.stt.model, Role.STT),
+        (settings.llm.model, Role.LLM),
+        (settings.tts.model, Role.TTS),
+        (settings.turn.model, Role.TURN),
     ):
         name, path = model_files.resolve(spec, role, settings.models_dir)
         assert path.exists() and name == spec

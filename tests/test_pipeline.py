@@ -82,7 +82,7 @@ def text_pipeline(llm, context: int):
     from voxgate.config import Settings
     from voxgate.pipeline import Pipeline
 
-    return Pipeline(OneModel(llm), Settings(llm_context=context, max_tokens=100, warmup=False))
+    return Pipeline(OneModel(llm), Settings(llm={"context": context}, max_tokens=100, warmup=False))
 
 
 def long_history(pairs: int, chars: int):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,6 +27,53 @@ PRESETS: dict[str, tuple[str, str | None]] = {
 }
 
 
+class _RemoteCapable(BaseModel):
+    """A role that runs locally (`local`: `model` is a catalog name or a path) or on a remote
+    engine (then `model` is the name that engine knows and `url` its base URL, e.g.
+    http://gpu:8000/v1 for vLLM, http://jetson:11434 for Ollama's native API)."""
+
+    url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class SpeechToTextSettings(_RemoteCapable):
+    backend: Literal["local", "openai"] = "local"
+    model: str = "whisper-tiny.en"
+
+
+class LlmSettings(_RemoteCapable):
+    backend: Literal["local", "openai", "ollama"] = "local"
+    model: str = Field("", description="The LLM; empty: the preset's.")
+    draft_model: str | None = Field(
+        None,
+        description=(
+            "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
+            "llama.cpp only); unset: the preset's."
+        ),
+    )
+    context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
+    slots: int = Field(default=4, ge=1, description="LLM requests decoded in parallel (sessions served at once).")
+
+
+class TextToSpeechSettings(_RemoteCapable):
+    backend: Literal["local", "openai"] = "local"
+    model: str = Field(
+        "hibari-en_US-heart",
+        description=(
+            "The voice: faster and better understood than Piper joe (bench/voices.py); `piper-en_US-joe-medium` "
+            "stays selectable."
+        ),
+    )
+    voice: str = Field("alloy", description="Voice name sent to a remote (openai) TTS backend.")
+
+
+class TurnSettings(BaseModel):
+    model: str = Field(
+        "smart-turn-v3.2",
+        description="End-of-turn model, always local: a catalog name or a path to a Smart Turn .onnx file.",
+    )
+
+
 @dataclass(frozen=True)
 class RemoteEngine:
     """Where one role's model runs when it is not local."""
@@ -44,7 +91,10 @@ class Settings(BaseSettings):
     user's own model: a faster-whisper directory, a GGUF file, or a Piper `.onnx` voice.
     """
 
-    model_config = SettingsConfigDict(env_prefix="VOXGATE_", env_file=".env", extra="ignore")
+    # VOXGATE_LLM_DRAFT_MODEL -> llm.draft_model: split once, at the first "_" after the role.
+    model_config = SettingsConfigDict(
+        env_prefix="VOXGATE_", env_file=".env", extra="ignore", env_nested_delimiter="_", env_nested_max_split=1
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -64,13 +114,9 @@ class Settings(BaseSettings):
     token_minutes: int = Field(default=60, ge=1)
     store_audio: bool = Field(False, description="Keep users' recordings and voice replies as files in data_dir.")
 
-    # Each role runs locally (`local`: a catalog name or a path) or on a remote engine
-    # (then `*_model` is the model name that engine knows and `*_url` its base URL, e.g.
-    # http://gpu:8000/v1 for vLLM, http://jetson:11434 for Ollama's native API).
-    stt_backend: Literal["local", "openai"] = "local"
-    llm_backend: Literal["local", "openai", "ollama"] = "local"
-    tts_backend: Literal["local", "openai"] = "local"
-    stt_model: str = "whisper-tiny.en"
+    # One group per role, each set as VOXGATE_<ROLE>_<FIELD> (VOXGATE_LLM_URL,
+    # VOXGATE_LLM_DRAFT_MODEL, VOXGATE_TTS_VOICE): see SpeechToTextSettings and the others.
+    stt: SpeechToTextSettings = Field(default_factory=SpeechToTextSettings)
     preset: Literal["fast", "accurate", "speculative"] = Field(
         "fast",
         description=(
@@ -78,32 +124,9 @@ class Settings(BaseSettings):
             "1.5B, `speculative` the 1.5B drafted by the 0.5B. VOXGATE_LLM_MODEL / _LLM_DRAFT_MODEL override it."
         ),
     )
-    llm_model: str = Field("", description="The LLM; empty: the preset's.")
-    llm_draft_model: str | None = Field(
-        None,
-        description=(
-            "A small LLM of the same family that drafts tokens for the LLM to check (speculative decoding, local "
-            "llama.cpp only); unset: the preset's."
-        ),
-    )
-    tts_model: str = Field(
-        "hibari-en_US-heart",
-        description=(
-            "The voice: faster and better understood than Piper joe (bench/voices.py); `piper-en_US-joe-medium` "
-            "stays selectable."
-        ),
-    )
-    turn_model: str = Field(
-        "smart-turn-v3.2",
-        description="End-of-turn model, always local: a catalog name or a path to a Smart Turn .onnx file.",
-    )
-    stt_url: str | None = None
-    llm_url: str | None = None
-    tts_url: str | None = None
-    stt_api_key: SecretStr | None = None
-    llm_api_key: SecretStr | None = None
-    tts_api_key: SecretStr | None = None
-    tts_voice: str = Field("alloy", description="Voice name sent to a remote (openai) TTS backend.")
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    tts: TextToSpeechSettings = Field(default_factory=TextToSpeechSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     backend_timeout: float = Field(
         60.0, gt=0, description="Seconds a remote engine may take to answer (or between streamed tokens)."
     )
@@ -120,8 +143,6 @@ class Settings(BaseSettings):
         ge=1,
         description="The CPU budget: threads for all local engines together (see `llm_threads`).",
     )
-    llm_context: int = Field(default=4096, ge=512, description="Tokens of context for each request (each slot).")
-    llm_slots: int = Field(default=4, ge=1, description="LLM requests decoded in parallel (sessions served at once).")
     queue_size: int = Field(default=8, ge=0, description="Requests that may wait per model before 503.")
     # Operations: the server `voxgate serve` runs, its shutdown, logs and metrics.
     shutdown_grace_seconds: float = Field(
@@ -196,9 +217,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _preset_fills_the_llm(self) -> "Settings":
         model, draft = PRESETS[self.preset]
-        self.llm_model = self.llm_model or model
-        if "llm_draft_model" not in self.model_fields_set:
-            self.llm_draft_model = draft
+        self.llm.model = self.llm.model or model
+        if "draft_model" not in self.llm.model_fields_set:
+            self.llm.draft_model = draft
         return self
 
     @model_validator(mode="after")
@@ -211,24 +232,25 @@ class Settings(BaseSettings):
         return self
 
     def remote_engines(self) -> dict[str, "RemoteEngine"]:
-        """The roles ("stt", "llm", "tts") that run on a remote engine, each with its settings.
-        One typed view of the flat VOXGATE_<ROLE>_* variables, which stay as they are."""
-        roles = {
-            "stt": (self.stt_backend, self.stt_model, self.stt_url, self.stt_api_key),
-            "llm": (self.llm_backend, self.llm_model, self.llm_url, self.llm_api_key),
-            "tts": (self.tts_backend, self.tts_model, self.tts_url, self.tts_api_key),
+        """The roles ("stt", "llm", "tts") that run on a remote engine, each with its settings."""
+        roles: dict[str, SpeechToTextSettings | LlmSettings | TextToSpeechSettings] = {
+            "stt": self.stt,
+            "llm": self.llm,
+            "tts": self.tts,
         }
         return {
-            role: RemoteEngine(backend, model, url, key.get_secret_value() if key else None)
-            for role, (backend, model, url, key) in roles.items()
-            if backend != "local"
+            role: RemoteEngine(
+                group.backend, group.model, group.url, group.api_key.get_secret_value() if group.api_key else None
+            )
+            for role, group in roles.items()
+            if group.backend != "local"
         }
 
     @property
     def llm_threads(self) -> int:
         """The local LLM's share of the budget: half (it decodes the whole reply), or none
         when the LLM runs on a remote engine."""
-        return max(1, self.threads // 2) if self.llm_backend == "local" else 0
+        return max(1, self.threads // 2) if self.llm.backend == "local" else 0
 
     @property
     def speech_threads(self) -> int:

@@ -173,12 +173,12 @@ class Pipeline:
         # The speech engines share the CPU budget's speech threads, most urgent work first;
         # the LLM's lane threads only wait on llama.cpp (or a remote engine), which has its own.
         self.speech_pool = DeadlinePool("speech", settings.speech_threads)
-        self.llm_pool = DeadlinePool("llm", settings.llm_slots)
+        self.llm_pool = DeadlinePool("llm", settings.llm.slots)
         places = settings.speech_threads + settings.queue_size
         self.decode_lane = Lane("the audio decoder", pool=self.speech_pool, capacity=places)
         self.stt_lane = Lane("the speech-to-text model", pool=self.speech_pool, capacity=places)
         self.llm_lane = Lane(
-            "the language model", pool=self.llm_pool, capacity=settings.llm_slots + settings.queue_size
+            "the language model", pool=self.llm_pool, capacity=settings.llm.slots + settings.queue_size
         )
         self.tts_lane = Lane("the text-to-speech model", pool=self.speech_pool, capacity=places)
         self.turn_lane = Lane("the end-of-turn model", pool=self.speech_pool, capacity=places)
@@ -329,7 +329,7 @@ class Pipeline:
             # Small models drift into English unless told first thing; the user hears their own language.
             name = language_name(language)
             system = f"Always answer in {name}, never in another language. {system}"
-        budget = int((self.settings.llm_context - chat.max_tokens) * scale)
+        budget = int((self.settings.llm.context - chat.max_tokens) * scale)
         return replace(chat, messages=tuple(fit_history(system, request.history, question, budget=budget)))
 
     async def _reply(self, request: TurnInput, question: str, plan: "_Plan") -> AsyncGenerator[str | ChatResult, None]:
@@ -348,7 +348,7 @@ class Pipeline:
                 return
             except ContextExceeded as exc:
                 if attempt or len(chat.messages) <= 2:  # nothing (left) to trim: the question is the problem
-                    context = exc.context or self.settings.llm_context
+                    context = exc.context or self.settings.llm.context
                     raise ContextExceeded(
                         f"the question does not fit the language model's context ({context} tokens, "
                         f"{chat.max_tokens} of them kept for the reply); ask it in fewer words",

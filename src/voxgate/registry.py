@@ -73,10 +73,10 @@ class Registry:
         self.settings = settings
         self.models_dir = settings.models_dir
         self.defaults: dict[Role, str] = {
-            Role.STT: settings.stt_model,
-            Role.LLM: settings.llm_model,
-            Role.TTS: settings.tts_model,
-            Role.TURN: settings.turn_model,
+            Role.STT: settings.stt.model,
+            Role.LLM: settings.llm.model,
+            Role.TTS: settings.tts.model,
+            Role.TURN: settings.turn.model,
         }
         self._loaded = LoadedModels(lambda role, name: self._open(role, name), warm_up=settings.warmup)
         self._preparing: set[str] = set()
@@ -338,7 +338,7 @@ class Registry:
             if info.role != Role.TTS:
                 continue
             if info.source == "remote":
-                found.append(Voice(info.name, None, self.settings.tts_voice, "openai"))
+                found.append(Voice(info.name, None, self.settings.tts.voice, "openai"))
             elif info.source == "catalog" and info.state in ("ready", "loaded"):
                 model = CATALOG[info.name]
                 assert model.engine, f"the catalog's TTS model {model.name} names no engine"

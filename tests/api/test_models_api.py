@@ -25,7 +25,7 @@ def models_server(tmp_path_factory) -> Iterator[Server]:
     cache = workdir / "cache"
     (cache / "models").mkdir(parents=True)
     settings = Settings()
-    for name in (settings.stt_model, settings.llm_model, settings.tts_model, settings.turn_model):
+    for name in (settings.stt.model, settings.llm.model, settings.tts.model, settings.turn.model):
         (cache / "models" / name).symlink_to(settings.models_dir / name)
     server = start_server(workdir, VOXGATE_CACHE_DIR=str(cache), VOXGATE_IDLE_UNLOAD_SECONDS="5")
     yield server

@@ -69,7 +69,7 @@ def test_the_voice_is_only_loaded_from_the_given_file(tmp_path):
 
 
 def test_deleting_the_voice_keeps_the_package_voxgate_runs_on(tmp_path):
-    registry = Registry(Settings(cache_dir=tmp_path, tts_model="piper-en_US-joe-medium", warmup=False))
+    registry = Registry(Settings(cache_dir=tmp_path, tts={"model": "piper-en_US-joe-medium"}, warmup=False))
     registry.pull(NAME, lambda _: None)
     registry.delete(NAME)
     assert registry.info(NAME).state == "available" and not (registry.models_dir / NAME).exists()

@@ -35,7 +35,8 @@ def test_the_drafted_model_answers_as_the_model_alone(plain_answers):
 
 
 def test_the_preset_names_the_pair_and_an_explicit_model_wins():
-    assert (Settings(preset="speculative").llm_model, Settings(preset="speculative").llm_draft_model) == (MODEL, DRAFT)
-    assert Settings(preset="speculative", llm_model="my.gguf").llm_model == "my.gguf"
-    assert Settings(preset="speculative", llm_draft_model=None).llm_draft_model is None
-    assert Settings().llm_draft_model is None
+    speculative = Settings(preset="speculative").llm
+    assert (speculative.model, speculative.draft_model) == (MODEL, DRAFT)
+    assert Settings(preset="speculative", llm={"model": "my.gguf"}).llm.model == "my.gguf"
+    assert Settings(preset="speculative", llm={"draft_model": None}).llm.draft_model is None
+    assert Settings().llm.draft_model is None

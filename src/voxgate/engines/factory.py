@@ -22,7 +22,7 @@ def _openai_stt(name: str, remote: dict, settings: Settings) -> Engine:
 def _openai_tts(name: str, remote: dict, settings: Settings) -> Engine:
     from voxgate.engines.openai_tts import OpenAITTS
 
-    return OpenAITTS(name, **remote, voice=settings.tts_voice)
+    return OpenAITTS(name, **remote, voice=settings.tts.voice)
 
 
 def _openai_chat(name: str, remote: dict, settings: Settings) -> Engine:
@@ -71,12 +71,12 @@ def _llamacpp(name: str, display: str, path: Path, settings: Settings) -> Engine
     from voxgate.engines.llamacpp import LlamaCppLLM
 
     draft = (  # the draft model serves the default LLM only
-        model_files.resolve(settings.llm_draft_model, Role.LLM, settings.models_dir)[1]
-        if settings.llm_draft_model and name == settings.llm_model
+        model_files.resolve(settings.llm.draft_model, Role.LLM, settings.models_dir)[1]
+        if settings.llm.draft_model and name == settings.llm.model
         else None
     )
     return LlamaCppLLM(
-        display, path, threads=settings.llm_threads, context=settings.llm_context, slots=settings.llm_slots, draft=draft
+        display, path, threads=settings.llm_threads, context=settings.llm.context, slots=settings.llm.slots, draft=draft
     )
 
 
