@@ -2,7 +2,7 @@
 
 import pytest
 
-from voxgate.chunker import SentenceChunker
+from voxgate.chunker import SentenceChunker, speakable
 
 
 def chunk(text: str, step: int = 3, **options) -> list[str]:
@@ -96,10 +96,14 @@ def test_unpunctuated_japanese_is_cut_between_characters_at_the_length_bound_nev
 
 
 def test_text_for_a_voice_is_cut_into_bounded_pieces_in_order():
-    from voxgate.pipeline import spoken_pieces
+    from voxgate.chunker import spoken_pieces
 
     endless = " ".join(f"word{i}" for i in range(800))  # no punctuation at all
     pieces = spoken_pieces(endless)
     assert max(map(len, pieces)) <= 160 and " ".join(pieces) == endless
     assert spoken_pieces("Hello there. How are you?") == ["Hello there.", "How are you?"]
     assert spoken_pieces("\u0001") == []
+
+
+def test_speakable_drops_markdown_but_keeps_words():
+    assert speakable("**Paris** is the `capital`.\n# Notes\n> quoted") == "Paris is the capital . Notes quoted"

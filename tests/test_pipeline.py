@@ -4,37 +4,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from voxgate.pipeline import speakable
-
-
-def test_speakable_drops_markdown_but_keeps_words():
-    assert speakable("**Paris** is the `capital`.\n# Notes\n> quoted") == "Paris is the capital . Notes quoted"
-
-
-def test_fit_history_drops_oldest_turns_first_and_keeps_system_and_question():
-    from voxgate.engines.base import ChatMessage
-    from voxgate.pipeline import estimate_tokens, fit_history
-
-    history = tuple(
-        ChatMessage(role, f"{role} message number {i} " + "word " * 20)
-        for i in range(10)
-        for role in ("user", "assistant")
-    )
-    everything = fit_history("sys", history, "question?", budget=100_000)
-    assert len(everything) == 22 and everything[0].content == "sys" and everything[-1].content == "question?"
-
-    per_pair = estimate_tokens(history[0].content) * 2
-    trimmed = fit_history("sys", history, "question?", budget=3 * per_pair + 20)
-    assert trimmed[0] == ChatMessage("system", "sys") and trimmed[-1] == ChatMessage("user", "question?")
-    kept = trimmed[1:-1]
-    assert kept == list(history[-len(kept) :])  # the newest, in order
-    assert 2 <= len(kept) < 8 and kept[0].role == "user"
-
-    assert fit_history("sys", history, "question?", budget=0) == [
-        ChatMessage("system", "sys"),
-        ChatMessage("user", "question?"),
-    ]
-
 
 class CharCountingLLM:
     """Counts a token per character (more than `estimate_tokens` assumes) and refuses, as
@@ -94,7 +63,7 @@ def long_history(pairs: int, chars: int):
 
 
 def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count():
-    from voxgate.pipeline import TurnDone, TurnInput
+    from voxgate.turn_events import TurnDone, TurnInput
 
     llm = CharCountingLLM(context=1000)
     pipeline = text_pipeline(llm, context=1000)
@@ -119,7 +88,7 @@ def test_history_the_engine_counts_longer_than_estimated_is_trimmed_by_its_count
 @pytest.mark.parametrize("streamed", [False, True])
 def test_a_question_longer_than_the_context_is_refused_not_answered_empty(streamed):
     from voxgate.errors import ContextExceeded
-    from voxgate.pipeline import TurnInput
+    from voxgate.turn_events import TurnInput
 
     pipeline = text_pipeline(CharCountingLLM(context=600), context=600)
     request = TurnInput(text="why " * 200, system="sys", history=long_history(2, 50))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from voxgate.pipeline import ClauseAudio, Heard, TextDelta
+from voxgate.turn_events import ClauseAudio, Heard, TextDelta
 from voxgate.turns import fill_open, wire_event
 
 

@@ -210,7 +210,8 @@ def ask(
     voice: Annotated[Path | None, typer.Option(help="Also speak the reply into this WAV file")] = None,
 ) -> None:
     """Run one turn locally, without the server."""
-    from voxgate.pipeline import Pipeline, TurnInput
+    from voxgate.pipeline import Pipeline
+    from voxgate.turn_events import TurnInput
 
     if (text is None) == (audio is None):
         raise typer.BadParameter("give a question as text or --audio FILE (not both)")

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from voxgate import audio
 from voxgate.catalog import Role
 from voxgate.errors import BadRequest, VoxgateError
-from voxgate.pipeline import TurnInput
 from voxgate.realtime import MAX_UTTERANCE_SECONDS, RealtimeSession, SessionOptions
 from voxgate.store.tables import User
+from voxgate.turn_events import TurnInput
 from voxgate.turns import TurnService
 
 SendJson = Callable[[dict], Awaitable[None]]

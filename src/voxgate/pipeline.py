@@ -6,147 +6,28 @@ role's bounded `Lane`, so the event loop never blocks and overload becomes a 503
 """
 
 import asyncio
-import base64
-import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractContextManager, aclosing, contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from voxgate import audio
-from voxgate.audio import VoiceFormat
 from voxgate.catalog import Role
-from voxgate.chunker import SentenceChunker
+from voxgate.chunker import SentenceChunker, spoken_pieces
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, SpeechChunk, Transcription
 from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarge
 from voxgate.lanes import Lane
-from voxgate.languages import base_language, language_name
+from voxgate.prompts import estimate_tokens, fit_history, system_prompt
 from voxgate.registry import Registry
 from voxgate.scheduler import DeadlinePool, due_at
+from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 
 E = TypeVar("E")  # an engine
 R = TypeVar("R")  # what work on it returns
-
-
-@dataclass(frozen=True)
-class TurnInput:
-    text: str | None = None
-    audio: bytes | None = None
-    reply_as: Literal["text", "voice"] = "text"
-    voice_format: VoiceFormat = "wav"
-    system: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    language: str | None = None  # fixes the language heard and answered; None: Whisper detects it
-    model: str | None = None  # the LLM; None: the default
-    voice: str | None = None  # None: the default voice if it speaks the reply's language, else one that does
-    history: tuple[ChatMessage, ...] = ()  # earlier turns of the conversation, oldest first
-    samples: np.ndarray | None = None  # `audio` already decoded (16 kHz float32): realtime speech
-
-
-@dataclass
-class TurnResult:
-    transcript: str | None
-    reply: str
-    language: str | None
-    timings: dict[str, float | None] = field(default_factory=dict)
-    input_container: str | None = None  # the demuxer that read the user's audio
-    speech: bytes | None = None
-    speech_format: str | None = None
-    sample_rate: int | None = None
-    voice: str | None = None  # the voice that spoke the reply
-    models: dict[str, str | None] = field(default_factory=dict)  # role -> model that did the work
-    usage: dict[str, int] = field(default_factory=dict)  # the LLM's prompt_tokens and completion_tokens
-
-
-@dataclass(frozen=True)
-class Heard:
-    """What the user said."""
-
-    text: str
-    language: str
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ClauseAudio:
-    """One clause of the reply, encoded in the requested voice format (and as int16 `pcm`)."""
-
-    audio: bytes
-    sample_rate: int
-    text: str
-    index: int
-    pcm: np.ndarray
-
-    def to_json(self, voice_format: str) -> dict:
-        """The chunk as JSON for text-only transports (SSE, WebSocket messages)."""
-        return {
-            "audio": base64.b64encode(self.audio).decode(),
-            "format": voice_format,
-            "sample_rate": self.sample_rate,
-            "index": self.index,
-            "text": self.text,
-        }
-
-
-@dataclass(frozen=True)
-class TurnDone:
-    result: TurnResult
-
-
-TurnEvent = Heard | TextDelta | ClauseAudio | TurnDone
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately high estimate (English BPE averages ~4 characters a token; a CJK
-    character is about one), so the trimmed prompt usually fits the context. When it does
-    not, the engine's own count decides (`Pipeline._reply`)."""
-    wide = sum(1 for char in text if char >= "\u2e80")
-    return (len(text) - wide) // 3 + wide + 4
-
-
-def fit_history(system: str, history: tuple[ChatMessage, ...], question: str, budget: int) -> list[ChatMessage]:
-    """System prompt + as many of the newest earlier messages as fit `budget` tokens + the question.
-
-    The oldest messages are dropped first, a user/assistant pair at a time; the system
-    prompt and the new question are always kept.
-    """
-    remaining = budget - estimate_tokens(system) - estimate_tokens(question)
-    kept: list[ChatMessage] = []
-    for message in reversed(history):
-        remaining -= estimate_tokens(message.content)
-        if remaining < 0:
-            break
-        kept.append(message)
-    if kept and kept[-1].role == "assistant":
-        kept.pop()  # never start the visible history with an answer to a dropped question
-    return [ChatMessage("system", system), *reversed(kept), ChatMessage("user", question)]
-
-
-_MARKDOWN = re.compile(r"[*_`#>|]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def speakable(text: str) -> str:
-    """Text as a voice should read it: markdown emphasis, code ticks, headings and control
-    characters removed."""
-    return " ".join(_MARKDOWN.sub(" ", _CONTROL.sub(" ", text)).split())
-
-
-def spoken_pieces(text: str) -> list[str]:
-    """`text` as a voice reads it, cut into sentences and, past `SentenceChunker.max_chars`,
-    at clause marks or spaces: an engine is never handed one endless sentence (800
-    unpunctuated words took Piper's memory from 1.9 to 8 GB)."""
-    chunker = SentenceChunker(first_chars=None, clause_chars=SentenceChunker().max_chars)
-    return [*chunker.push(speakable(text) + " "), *chunker.flush()]
 
 
 class _Stopwatch:
@@ -324,11 +205,7 @@ class Pipeline:
         """The LLM request for a turn, its history fitted to the context; `scale` shrinks the
         budget when the engine counted more tokens than estimated."""
         chat = self.chat_request([], max_tokens=request.max_tokens, temperature=request.temperature)
-        system = request.system or self.settings.system_prompt
-        if language and base_language(language) != "en":
-            # Small models drift into English unless told first thing; the user hears their own language.
-            name = language_name(language)
-            system = f"Always answer in {name}, never in another language. {system}"
+        system = system_prompt(request.system or self.settings.system_prompt, language)
         budget = int((self.settings.llm.context - chat.max_tokens) * scale)
         return replace(chat, messages=tuple(fit_history(system, request.history, question, budget=budget)))
 

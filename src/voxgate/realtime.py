@@ -32,8 +32,8 @@ import numpy as np
 from voxgate import audio
 from voxgate.echo import EchoGuard
 from voxgate.errors import BadRequest, PayloadTooLarge, VoxgateError, internal_error
-from voxgate.pipeline import ClauseAudio, Heard, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.store.tables import User
+from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.turns import PreparedTurn, TurnService, wire_event
 from voxgate.vad import RATE, SpeechDetector
 

@@ -18,10 +18,11 @@ from voxgate import metrics
 from voxgate.audio import CONTAINER_EXTENSIONS
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
-from voxgate.pipeline import ClauseAudio, Heard, Pipeline, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
+from voxgate.pipeline import Pipeline
 from voxgate.store import repo
 from voxgate.store.db import Database
 from voxgate.store.tables import Conversation, Message, User, new_id, utcnow
+from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 
 # What a persona (or a custom model made from one) may set for a turn; names as in TurnInput.
 PERSONA_FIELDS = ("system", "voice", "language", "temperature", "max_tokens")

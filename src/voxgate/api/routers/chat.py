@@ -12,7 +12,7 @@ from voxgate.api.schemas import ChatBody, ChatReply, Timings
 from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES
 from voxgate.errors import VoxgateError, internal_error
-from voxgate.pipeline import TurnInput
+from voxgate.turn_events import TurnInput
 from voxgate.turns import PreparedTurn, wire_event
 
 log = logging.getLogger("voxgate")

@@ -14,9 +14,9 @@ from voxgate.api.schemas import ChatCompletionBody, SpeechBody
 from voxgate.api.sse import sse
 from voxgate.audio import MEDIA_TYPES, streaming_wav_header
 from voxgate.catalog import Role
+from voxgate.chunker import speakable
 from voxgate.engines.base import ChatMessage, ChatResult
 from voxgate.errors import BadRequest, NoSpeech, PayloadTooLarge
-from voxgate.pipeline import speakable
 from voxgate.subtitles import to_srt, to_vtt
 from voxgate.turns import fill_open
 
