@@ -25,8 +25,9 @@ from rich.table import Table
 from voxgate import audio
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage
-from voxgate.pipeline import Pipeline, TurnInput
+from voxgate.pipeline import Pipeline
 from voxgate.registry import Registry
+from voxgate.turn_events import TurnInput
 
 QUESTION = "What is the capital of France, and what is it famous for?"
 RESULTS = Path(__file__).parent / "results"

@@ -236,12 +236,19 @@ class Pipeline:
                     request, question, plan.language, scale=estimated / exc.prompt_tokens if exc.prompt_tokens else 0.5
                 )
 
+    async def _begin(
+        self, request: TurnInput, clock: "_Stopwatch"
+    ) -> tuple[str, Transcription | None, str | None, "_Plan"]:
+        """The start of every turn: refuse what cannot be answered, hear the question (with
+        its transcription and container, for audio), and plan the answer."""
+        await self._check(request)
+        question, transcription, container = await self._hear(request, clock)
+        return question, transcription, container, await self._answer_plan(request, transcription)
+
     async def turn(self, request: TurnInput) -> TurnResult:
         """One buffered turn: the whole reply, then (if asked) all of its audio."""
         clock = _Stopwatch()
-        await self._check(request)
-        question, transcription, container = await self._hear(request, clock)
-        plan = await self._answer_plan(request, transcription)
+        question, transcription, container, plan = await self._begin(request, clock)
         with clock.stage("llm"):
             answer = await _result_of(self._reply(request, question, plan))
         result = TurnResult(
@@ -271,9 +278,7 @@ class Pipeline:
         """
         started = time.perf_counter()
         clock = _Stopwatch()
-        await self._check(request)
-        question, transcription, container = await self._hear(request, clock)
-        plan = await self._answer_plan(request, transcription)
+        question, transcription, container, plan = await self._begin(request, clock)
         if transcription:
             yield Heard(transcription.text, transcription.language)
 
