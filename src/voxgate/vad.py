@@ -24,6 +24,7 @@ class SpeechDetector:
         *,
         threshold: float = 0.5,
         pause_ms: int = 200,
+        relook_ms: int | None = None,
         end_ms: int = 2000,
         min_speech_ms: int = 120,
         preroll_ms: int = 300,
@@ -31,6 +32,8 @@ class SpeechDetector:
     ):
         self.threshold = threshold
         self._pause_frames = max(1, round(pause_ms / FRAME_MS))
+        # A second look at a pause that went on: "relook" once, between "pause" and "end".
+        self._relook_frames = max(self._pause_frames + 1, round(relook_ms / FRAME_MS)) if relook_ms else None
         self._end_frames = max(self._pause_frames, round(end_ms / FRAME_MS))
         self._speech_frames = max(1, round(min_speech_ms / FRAME_MS))
         self._preroll_frames = round(preroll_ms / FRAME_MS)
@@ -99,6 +102,8 @@ class SpeechDetector:
                 self._paused = True
                 self.at_pause = np.concatenate(self._frames)
                 events.append("pause")
+            if self._quiet == self._relook_frames and self._quiet < self._end_frames:
+                events.append("relook")
             if self._quiet >= self._end_frames:
                 events.append("end")
                 self._reset()

@@ -393,6 +393,12 @@ class RealtimeStart(BaseModel):
     pause_ms: int = Field(
         200, ge=60, le=2_000, description="Silence at which work on the answer starts (and `smart` decides)."
     )
+    relook_ms: int = Field(
+        700,
+        ge=100,
+        le=5_000,
+        description="`smart`: silence at which the end-of-turn model looks again if it said not yet at the pause.",
+    )
     silence_ms: int = Field(700, ge=100, le=5_000, description="`silence` detection: silence that ends a turn.")
     max_silence_ms: int = Field(
         2_000, ge=200, le=10_000, description="`smart` detection: silence that ends a turn the model judged unfinished."
