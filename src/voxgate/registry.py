@@ -11,7 +11,6 @@ its lanes' worker threads, the API calls those through `asyncio.to_thread`. Name
 (`role_of`, `custom`) read at most one small manifest and are called directly.
 """
 
-import json
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -25,8 +24,8 @@ from voxgate.config import RemoteEngine, Settings
 from voxgate.engines.base import ChatModel, Engine, SpeechToText, TextToSpeech, TurnDetector
 from voxgate.engines.factory import ESPEAK_PREFIX, open_engine
 from voxgate.errors import BadRequest, Conflict, NotFound
-from voxgate.languages import base_language
 from voxgate.loaded import LoadedModels
+from voxgate.voices import Voice, choose_voice, voices_on_disk
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,6 @@ class ModelInfo:
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class Voice:
-    id: str  # what a request names in `voice`
-    language: str | None  # BCP 47-ish, e.g. "en-us", "fr"; None: whatever the remote engine speaks
-    name: str
-    engine: str  # piper | hibari | kokoro-ja | espeak-ng | openai
-    gender: str | None = None
-    quality: str | None = None
 
 
 @dataclass(frozen=True)
@@ -329,63 +318,7 @@ class Registry:
     # Voices.
 
     def voices(self) -> list[Voice]:
-        """Every voice of the TTS models on disk (catalog voices as the catalog describes them,
-        others from their Piper config), the remote TTS voice if configured, and espeak-ng's languages."""
-        from voxgate.engines.espeak import espeak_voices
-
-        found = []
-        for info in self.all_models():
-            if info.role != Role.TTS:
-                continue
-            if info.source == "remote":
-                found.append(Voice(info.name, None, self.settings.tts.voice, "openai"))
-            elif info.source == "catalog" and info.state in ("ready", "loaded"):
-                model = CATALOG[info.name]
-                assert model.engine, f"the catalog's TTS model {model.name} names no engine"
-                found += [
-                    Voice(voice_id(model, v), v.language, v.name, model.engine, v.gender, v.quality)
-                    for v in model.voices
-                ]
-            elif info.source in ("imported", "path") and info.state in ("ready", "loaded"):
-                _, path = model_files.resolve(info.name, Role.TTS, self.models_dir)
-                config = json.loads(path.with_name(path.name + ".json").read_text())
-                language = config.get("language", {})
-                found.append(
-                    Voice(
-                        info.name,
-                        language.get("code", "").replace("_", "-").lower() or None,
-                        config.get("dataset", info.name),
-                        "piper",
-                        quality=config.get("audio", {}).get("quality"),
-                    )
-                )
-        found += [
-            Voice(ESPEAK_PREFIX + v.id, v.language, v.name, "espeak-ng", gender=v.gender) for v in espeak_voices()
-        ]
-        return found
+        return voices_on_disk(self.all_models(), self.settings)
 
     def voice_for(self, language: str | None, requested: str | None = None) -> str:
-        """The voice to speak a reply with: the one asked for, else the default voice if it
-        speaks `language`, else a neural voice on disk for it (Piper, hibari, Kokoro), else
-        espeak-ng's, else the default."""
-        voices = self.voices()
-        if requested:
-            if requested == self.defaults[Role.TTS] or any(v.id == requested for v in voices):
-                return requested
-            raise BadRequest(f"unknown voice {requested!r}; GET /v1/voices lists them", code="unknown_voice")
-        default = self.defaults[Role.TTS]
-        if language is None:
-            return default
-        wanted = base_language(language)
-        spoken = next((v.language for v in voices if v.id == default), None)
-        if spoken is None or base_language(spoken) == wanted:
-            return default
-        neural = [
-            v.id for v in voices if v.engine != "espeak-ng" and v.language and base_language(v.language) == wanted
-        ]
-        if neural:
-            return neural[0]
-        from voxgate.engines.espeak import espeak_language
-
-        espeak = espeak_language(language)
-        return ESPEAK_PREFIX + espeak if espeak else default
+        return choose_voice(self.voices(), self.defaults[Role.TTS], language, requested)
