@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     )
     max_tokens: int = Field(default=200, ge=1)
     temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    seed: int | None = Field(
+        None, description="The LLM's sampling seed: a request then samples the same reply every time; unset: random."
+    )
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=300.0, gt=0)

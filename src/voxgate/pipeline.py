@@ -112,6 +112,7 @@ class Pipeline:
             temperature=self.settings.temperature if temperature is None else temperature,
             top_p=top_p,
             stop=stop,
+            seed=self.settings.seed,
         )
 
     async def chat(self, request: ChatRequest, *, model: str | None = None) -> ChatResult:

@@ -23,7 +23,8 @@ FRAME = RATE // 50  # 20 ms
 
 @pytest.fixture(scope="module")
 def rt_server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("turns"), VOXGATE_TEMPERATURE="0")  # greedy: checkable answers
+    # Greedy with a fixed seed: checkable answers.
+    server = start_server(tmp_path_factory.mktemp("turns"), VOXGATE_TEMPERATURE="0", VOXGATE_SEED="0")
     yield server
     stop_server(server)
 

@@ -96,7 +96,8 @@ class FakeRegistry(Registry):
 @pytest.fixture
 def app(tmp_path):
     # Its own cache: a custom model made here must not land among the real models.
-    app = create_app(Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", auth="off", store_audio=True))
+    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", auth="off", store_audio=True, seed=7)
+    app = create_app(settings)
     app.state.models = FakeRegistry(app.state.settings)
     return app
 
@@ -121,6 +122,7 @@ def test_a_text_turn_is_answered_stored_and_continued(client, app):
     body = first.json()
     assert body["reply"] == "You said Hello there. I was given 2 messages."  # system + question
     assert body["models"]["llm"] == app.state.models.defaults[Role.LLM]
+    assert llm(app).requests[-1].seed == 7  # the configured seed reaches the engine
 
     second = client.post("/v1/chat", json={"text": "Again.", "conversation_id": body["conversation_id"]})
     assert second.json()["reply"].endswith("I was given 4 messages.")  # the first turn is history

@@ -40,6 +40,7 @@ class ChatRequest:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     reuse_prefix: bool = True  # let the backend reuse a cached prompt prefix (False: benchmarks only)
+    seed: int | None = None  # sampling seed; None: the backend's random one
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ class OllamaChat:
             options["top_p"] = request.top_p
         if request.stop:
             options["stop"] = list(request.stop)
+        if request.seed is not None:
+            options["seed"] = request.seed
         body = {
             "model": self.name,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],

@@ -29,6 +29,8 @@ def request_body(request: ChatRequest, model: str | None = None) -> dict:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
     return body
 
 
