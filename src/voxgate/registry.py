@@ -61,6 +61,7 @@ class Registry:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.models_dir = settings.models_dir
+        self._remotes = settings.remote_engines()  # settings do not change while serving
         self.defaults: dict[Role, str] = {
             Role.STT: settings.stt.model,
             Role.LLM: settings.llm.model,
@@ -75,7 +76,7 @@ class Registry:
 
     def _remote(self, role: Role, name: str) -> RemoteEngine | None:
         """The role's remote engine, when `name` is the model it serves (turn detection is always local)."""
-        engine = self.settings.remote_engines().get(role.value)
+        engine = self._remotes.get(role.value)
         return engine if engine is not None and engine.model == name else None
 
     def role_of(self, name: str) -> Role | None:
@@ -106,11 +107,15 @@ class Registry:
             return None
         return CustomModel(name, manifest["base"], manifest["persona"])
 
+    def _known_role(self, name: str) -> Role:
+        """`name`'s role, or a 404 when no model has that name."""
+        if (role := self.role_of(name)) is None:
+            raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
+        return role
+
     def require(self, role: Role, name: str) -> str:
         """`name` if it is a usable `role` model (loading may still fail), else a 4xx error."""
-        found = self.role_of(name)
-        if found is None:
-            raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
+        found = self._known_role(name)
         if self.custom(name):
             raise BadRequest(f"{name!r} is a custom model: name it in a request, not here", code="wrong_model_role")
         if found != role:
@@ -147,9 +152,7 @@ class Registry:
         """Load on request; an explicit load restarts the model's idle clock."""
         if custom := self.custom(name):
             name = custom.base
-        role = self.role_of(name)
-        if role is None:
-            raise NotFound(f"no model named {name!r}; GET /v1/models lists them", code="model_not_found")
+        role = self._known_role(name)
         self._loaded.load(role, self.require(role, name))
 
     def load_defaults(self) -> "Registry":
