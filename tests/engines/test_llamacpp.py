@@ -40,3 +40,22 @@ def test_the_preset_names_the_pair_and_an_explicit_model_wins():
     assert Settings(preset="speculative", llm={"model": "my.gguf"}).llm.model == "my.gguf"
     assert Settings(preset="speculative", llm={"draft_model": None}).llm.draft_model is None
     assert Settings().llm.draft_model is None
+
+
+def test_slots_start_with_the_system_prompt_and_a_conversation_keeps_its_own():
+    name = Settings().llm.model
+    system = ChatMessage("system", Settings().system_prompt)
+    llm = LlamaCppLLM(name, _path(name), threads=1, context=1024, slots=2, prefix=(system,))
+    llm.warm_up()
+
+    def ask(*messages: ChatMessage):
+        return llm.generate(ChatRequest((system, *messages), max_tokens=20, temperature=0.0, seed=0))
+
+    question = ChatMessage("user", "What is the capital of France?")
+    first = ask(question)
+    assert first.cached_tokens >= 20  # the system prompt, evaluated at warm-up
+    other = ask(ChatMessage("user", "Name a river in Europe."))  # a second conversation, same system prompt
+    assert other.cached_tokens >= 20
+    follow_up = ask(question, ChatMessage("assistant", first.text), ChatMessage("user", "And of Spain?"))
+    # Its history is still cached: the other conversation did not take its slot.
+    assert follow_up.cached_tokens >= first.prompt_tokens

@@ -8,7 +8,7 @@ from pathlib import Path
 from voxgate import model_files
 from voxgate.catalog import Role, catalog_voice
 from voxgate.config import RemoteEngine, Settings
-from voxgate.engines.base import Engine
+from voxgate.engines.base import ChatMessage, Engine
 
 ESPEAK_PREFIX = "espeak-ng:"
 
@@ -76,7 +76,13 @@ def _llamacpp(name: str, display: str, path: Path, settings: Settings) -> Engine
         else None
     )
     return LlamaCppLLM(
-        display, path, threads=settings.llm_threads, context=settings.llm.context, slots=settings.llm.slots, draft=draft
+        display,
+        path,
+        threads=settings.llm_threads,
+        context=settings.llm.context,
+        slots=settings.llm.slots,
+        draft=draft,
+        prefix=(ChatMessage("system", settings.system_prompt),),
     )
 
 

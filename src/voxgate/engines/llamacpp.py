@@ -1,24 +1,81 @@
 """Chat LLM in-process with llama.cpp's server core (xllamacpp).
 
-llama.cpp applies the chat template stored in the GGUF, schedules `slots` requests in
-parallel, and reuses the longest cached prompt prefix of a slot, so a follow-up turn only
-evaluates its new tokens.
+llama.cpp applies the chat template stored in the GGUF, decodes `slots` requests in
+parallel, and reuses the longest cached prompt prefix of the slot a request runs in, so a
+follow-up turn only evaluates its new tokens. Which slot that is, voxgate decides
+(`SlotTable`): left to llama.cpp, a new conversation takes the slot whose cache shares the
+longest prefix, and with a common system prompt that is any slot, often one whose
+conversation is still going, which then evaluates its whole history again.
 """
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import xllamacpp
 
-from voxgate.engines.base import ChatRequest, ChatResult, OnDelta
+from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, OnDelta
 from voxgate.engines.openai_chat import chunk_pieces, request_body
 from voxgate.errors import ContextExceeded
 
 
+class SlotTable:
+    """Which llama.cpp slot runs a request: the idle slot whose last conversation this
+    request continues (it repeats more than that conversation's first message, the system
+    prompt), else the idle slot used least recently."""
+
+    def __init__(self, slots: int):
+        self._held: list[tuple[ChatMessage, ...]] = [() for _ in range(slots)]  # what each slot's cache holds
+        self._used = [0.0] * slots
+        self._busy = [False] * slots
+        self._lock = threading.Lock()
+
+    def take(self, messages: tuple[ChatMessage, ...]) -> int:
+        with self._lock:
+            idle = [slot for slot, busy in enumerate(self._busy) if not busy]
+            if not idle:  # more callers than slots: llama.cpp queues the request for this one
+                return min(range(len(self._used)), key=self._used.__getitem__)
+            shared = {slot: _shared_prefix(self._held[slot], messages) for slot in idle}
+            best = max(idle, key=lambda slot: (shared[slot], -self._used[slot]))
+            slot = best if shared[best] > 1 else min(idle, key=self._used.__getitem__)
+            self._busy[slot] = True
+            return slot
+
+    def give_back(self, slot: int, held: tuple[ChatMessage, ...]) -> None:
+        with self._lock:
+            self._held[slot], self._used[slot], self._busy[slot] = held, time.monotonic(), False
+
+
+def _shared_prefix(a: tuple[ChatMessage, ...], b: tuple[ChatMessage, ...]) -> int:
+    count = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
 class LlamaCppLLM:
-    def __init__(self, name: str, path: Path, *, threads: int, context: int, slots: int, draft: Path | None = None):
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        threads: int,
+        context: int,
+        slots: int,
+        draft: Path | None = None,
+        prefix: tuple[ChatMessage, ...] = (),
+    ):
         """`draft`: a small model of the same family that proposes tokens for this one to
-        check in one batch (speculative decoding); it runs on the same threads."""
+        check in one batch (speculative decoding); it runs on the same threads. `prefix`:
+        what conversations usually start with (the system prompt); warming up evaluates it
+        into every slot, so a new conversation's first turn evaluates only its own words."""
         self.name = name
+        self._prefix = prefix
+        self._slots = SlotTable(slots)
+        self._slot_count = slots
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = context * slots  # llama.cpp splits n_ctx evenly across slots
@@ -36,8 +93,15 @@ class LlamaCppLLM:
         self._server = xllamacpp.Server(params)
 
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
-        body = {**request_body(request), "cache_prompt": request.reuse_prefix}
+        slot = self._slots.take(request.messages)
         texts: list[str] = []
+        try:
+            return self._generate(request, slot, texts, on_delta)
+        finally:
+            self._slots.give_back(slot, (*request.messages, ChatMessage("assistant", "".join(texts).strip())))
+
+    def _generate(self, request: ChatRequest, slot: int, texts: list[str], on_delta: OnDelta | None) -> ChatResult:
+        body = {**request_body(request), "cache_prompt": request.reuse_prefix, "id_slot": slot}
         finish_reason, usage = "cancelled", (0, 0, 0)
         error: Exception | None = None
 
@@ -62,7 +126,13 @@ class LlamaCppLLM:
         return ChatResult("".join(texts).strip(), finish_reason, *usage)
 
     def warm_up(self) -> None:
-        """Nothing to do: llama.cpp already ran a warm-up decode while loading."""
+        """llama.cpp already ran a warm-up decode while loading; this puts `prefix` into
+        every slot's cache (all at once: one batch)."""
+        if not self._prefix:
+            return
+        opening = ChatRequest((*self._prefix, ChatMessage("user", "")), max_tokens=1, temperature=0.0)
+        with ThreadPoolExecutor(self._slot_count) as pool:
+            list(pool.map(lambda _: self.generate(opening), range(self._slot_count)))
 
 
 def _error(error: dict | str) -> Exception:
