@@ -14,9 +14,14 @@ def chunk(text: str, step: int = 3, **options) -> list[str]:
 
 def test_sentences_are_cut_as_soon_as_they_end():
     chunker = SentenceChunker()
-    assert chunker.push("Paris is the capital of France.") == []  # the next character decides
-    assert chunker.push(" It is") == ["Paris is the capital of France."]
-    assert chunker.flush() == ["It is"]
+    # The voice starts without waiting for the next token (a whole decoding step).
+    assert chunker.push("Paris is the capital of France.") == ["Paris is the capital of France."]
+    assert chunker.push(" It has 2.") == []  # "2." may go on "2.1": the next character decides
+    assert chunker.push("1 million people!") == ["It has 2.1 million people!"]
+    assert chunker.push("!") == []  # nothing left to say
+    assert chunker.push(' He said "go.') == []  # its closing quote belongs to it
+    assert chunker.push('"') == []
+    assert chunker.flush() == ['He said "go."']
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Cut a stream of LLM text into pieces a voice can start speaking before the reply ends.
 
-A piece ends at a sentence end (. ! ? followed by a space), at a line break, at a clause
+A piece ends at a sentence end (. ! ? followed by a space, or ending the text so far after
+a word), at a line break, at a clause
 mark (, ; :) once the piece is long enough to sound natural, or, for text without
 punctuation, at the last space before a length bound. It never cuts inside a word, after
 an abbreviation ("Dr.", "e.g."), inside a number ("3.5") or after a list marker ("1.").
@@ -16,7 +17,12 @@ _ABBREVIATIONS = frozenset(
     "oct nov dec".split()
 )
 _CJK_CLOSERS = re.escape("」』）】〉》”’\"')]")  # closing quotes and brackets stay with their sentence
-_SENTENCE_END = re.compile(rf"[.!?…]+[\"')\]]*(?=\s)|[。！？]+[{_CJK_CLOSERS}]*(?=[^{_CJK_CLOSERS}])")
+# A sentence ends before a space or, when the text so far ends on punctuation after a word
+# (not a digit: "3." may go on "3.5"), right there: waiting for the next token would cost a
+# whole decoding step before the voice can start.
+_SENTENCE_END = re.compile(
+    rf"[.!?…]+[\"')\]]*(?=\s)|(?<=[^\W\d_])[.!?…]+$|[。！？]+[{_CJK_CLOSERS}]*(?=[^{_CJK_CLOSERS}])"
+)
 _CLAUSE_END = re.compile(r"[,;:—]+(?=\s)|[、，；：]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")  # kana, Han
 
@@ -29,6 +35,10 @@ def _ends_with_abbreviation(text: str) -> bool:
     # "1." at the start of a line is a list marker, not the end of a sentence.
     line = text.rsplit("\n", 1)[-1].strip()
     return line.rstrip(".").isdigit()
+
+
+def _open_quote(text: str) -> bool:
+    return text.count('"') % 2 == 1 or text.count("(") > text.count(")") or text.count("“") > text.count("”")
 
 
 def _last_break(text: str, limit: int) -> int | None:
@@ -62,15 +72,18 @@ class SentenceChunker:
     def flush(self) -> list[str]:
         """The rest, at the end of the reply."""
         rest, self._buffer = self._buffer.strip(), ""
-        return [rest] if rest else []
+        return [rest] if any(char.isalnum() for char in rest) else []
 
     def _next_piece(self) -> str | None:
         buffer = self._buffer
         cut = None
         for match in _SENTENCE_END.finditer(buffer):
-            if not (match.group().startswith(".") and _ends_with_abbreviation(buffer[: match.start() + 1])):
-                cut = match.end()
-                break
+            if match.group().startswith(".") and _ends_with_abbreviation(buffer[: match.start() + 1]):
+                continue
+            if match.end() == len(buffer) and _open_quote(buffer):
+                continue  # 'He said "stop.': its closing quote belongs to it
+            cut = match.end()
+            break
         newline = buffer.find("\n")
         if newline > 0 and buffer[:newline].strip() and (cut is None or newline < cut):
             cut = newline
@@ -86,7 +99,7 @@ class SentenceChunker:
         if cut is None:
             return None
         piece, self._buffer = buffer[:cut].strip(), buffer[cut:].lstrip()
-        if not piece:
+        if not any(char.isalnum() for char in piece):  # a quote or "!" left after a cut: nothing to say
             return self._next_piece()
         self._started = True
         return piece
