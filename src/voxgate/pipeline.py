@@ -8,7 +8,7 @@ role's bounded `Lane`, so the event loop never blocks and overload becomes a 503
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
-from contextlib import AbstractContextManager, aclosing, contextmanager
+from contextlib import AbstractContextManager, aclosing, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -317,9 +317,10 @@ class Pipeline:
             needed_at: float | None = None  # when the client will have played what it has
             while (piece := await pieces.get()) is not None:
                 begin = time.perf_counter()
-                # The first clause is due now; a later one only before the audio ahead of it
-                # runs out, so another session's first clause may go first.
-                with due_at(None if needed_at is None else needed_at - _PLAYBACK_MARGIN):
+                # The first clause is due when the turn's other first-audio work is (the
+                # caller's deadline); a later one only before the audio ahead of it runs out,
+                # so another session's first clause may go first.
+                with due_at(needed_at - _PLAYBACK_MARGIN) if needed_at is not None else nullcontext():
                     pcm, rate = await self.speak(piece, voice=plan.voice)
                     data = await self.encode(pcm, rate, request.voice_format)
                 tts_ms += (time.perf_counter() - begin) * 1000

@@ -32,6 +32,7 @@ import numpy as np
 from voxgate import audio
 from voxgate.echo import EchoGuard
 from voxgate.errors import BadRequest, PayloadTooLarge, VoxgateError, internal_error
+from voxgate.scheduler import due_at
 from voxgate.store.tables import User
 from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnInput, TurnResult
 from voxgate.turns import PreparedTurn, TurnService, wire_event
@@ -145,6 +146,12 @@ class _Turn:
             await self.task
 
     async def _run(self) -> None:
+        # The oldest unanswered speech first: this turn's model work (STT, its first clause's
+        # voice) goes before that of users who stopped talking later.
+        with due_at(self.speech_end_at):
+            await self._answer()
+
+    async def _answer(self) -> None:
         session = self.session
         try:
             turn = await session.turns.prepare(
@@ -493,7 +500,8 @@ class RealtimeSession:
         """Confirm `turn` if the end-of-turn model judges `heard` (the utterance up to now)
         finished and its words do not stop mid-sentence."""
         try:
-            complete = await self.pipeline.turn_completion(heard)
+            with due_at(turn.speech_end_at):
+                complete = await self.pipeline.turn_completion(heard)
         except Exception:  # no verdict (busy, or no model): the silence bound still ends the turn
             log.exception("the end-of-turn model gave no verdict")
             return
