@@ -19,6 +19,7 @@ from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.base import ChatRequest, ChatResult, SpeechChunk, Transcription
 from voxgate.registry import Registry
+from voxgate.scheduler import current_deadline
 
 RATE = 16_000
 
@@ -26,7 +27,11 @@ RATE = 16_000
 class FakeSTT:
     name = "fake-stt"
 
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []  # when each transcription was due (scheduler deadline)
+
     def transcribe(self, samples, *, language=None, prompt=None, temperature=0.0) -> Transcription:
+        self.deadlines.append(current_deadline())
         return Transcription("what did I say", language or "en", len(samples) / RATE)
 
     def warm_up(self) -> None:
@@ -60,7 +65,11 @@ class FakeTTS:
     name = "fake-tts"
     sample_rate = RATE
 
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []  # when each piece was due (scheduler deadline)
+
     def synthesize(self, text: str, *, speed: float = 1.0) -> Iterator[SpeechChunk]:
+        self.deadlines.append(current_deadline())
         tone = np.sin(np.arange(RATE // 10) * 2 * np.pi * 440 / RATE) * 8000
         yield SpeechChunk(tone.astype(np.int16), RATE)
 
@@ -206,17 +215,17 @@ def test_realtime_session_answers_typed_input(client):
     assert message["reply"] == "You said Hello. I was given 2 messages."
 
 
-def test_a_turn_the_model_doubts_at_the_pause_ends_at_its_second_look(client):
-    """The question is followed by 1.5 s of silence, far short of max_silence_ms: only the
-    second look (relook_ms) can end the turn before the typed message that comes next."""
-    with wave.open(str(Path(__file__).parent / "data" / "question.wav")) as clip:  # hibari "heart"
+def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list[str], dict]:
+    """Speak the recorded question (hibari "heart") on the realtime socket, then 1.5 s of
+    silence (and, if given, type a message): the event types up to `done`, and `done`."""
+    with wave.open(str(Path(__file__).parent / "data" / "question.wav")) as clip:
         speech = clip.readframes(clip.getnframes())
     silence = bytes(2 * RATE // 50)  # 20 ms
     with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
         ws.send_json(
             {
                 "type": "session.start",
-                "reply_as": "text",
+                "reply_as": reply_as,
                 "input_format": "pcm16",
                 "sample_rate": RATE,
                 "max_silence_ms": 5000,
@@ -229,9 +238,26 @@ def test_a_turn_the_model_doubts_at_the_pause_ends_at_its_second_look(client):
             ws.send_bytes(speech[start : start + len(silence)])
         for _ in range(75):
             ws.send_bytes(silence)
-        ws.send_json({"type": "input.text", "text": "And now?"})
+        if then_type:
+            ws.send_json({"type": "input.text", "text": then_type})
         kinds = []
         while (message := ws.receive_json())["type"] != "done":
             kinds.append(message["type"])
+    return kinds, message
+
+
+def test_a_turn_the_model_doubts_at_the_pause_ends_at_its_second_look(client):
+    """1.5 s of silence follows the question, far short of max_silence_ms: only the second
+    look (relook_ms) can end the turn before the typed message that comes next."""
+    kinds, done = ask_aloud(client, "text", then_type="And now?")
     assert kinds[:2] == ["speech.started", "speech.stopped"] and "transcript" in kinds, kinds
-    assert message["transcript"] == "what did I say"
+    assert done["transcript"] == "what did I say"
+
+
+def test_a_spoken_turns_first_audio_work_is_due_when_the_user_stopped_talking(client, app):
+    """Its STT and its first clause's voice share one deadline, the end of the speech, so
+    they go before the work of anyone who stopped talking later."""
+    kinds, done = ask_aloud(client, "voice")
+    assert kinds.count("audio") == 2, kinds  # "You said what did I say." + "I was given 2 messages."
+    heard, spoken = app.state.models.fakes[Role.STT].deadlines, app.state.models.fakes[Role.TTS].deadlines
+    assert spoken[0] == heard[0]
