@@ -81,10 +81,29 @@ def test_a_continuation_the_model_imagines_is_dropped(stt):
     said = tok.encode(" How many hours are in a day?")
     # The question, then the same again starting where the speech ends, then more after it.
     tokens = [at(0.0), *said, at(1.9), at(1.9), *said, at(2.0), at(2.5), *tok.encode(" Yes."), at(2.8), tok.eot]
-    assert [s.text for s in _segments(tokens, tok, speech_seconds=2.0)] == ["How many hours are in a day?"]
+    segments, whole = _segments(tokens, tok, speech_seconds=2.0)
+    assert [s.text for s in segments] == ["How many hours are in a day?"] and whole
     # Two real segments are both kept.
     tokens = [at(0.0), *tok.encode(" Stop."), at(0.6), at(0.7), *said, at(2.4), tok.eot]
-    assert [s.text for s in _segments(tokens, tok, speech_seconds=2.5)] == ["Stop.", "How many hours are in a day?"]
+    segments, whole = _segments(tokens, tok, speech_seconds=2.5)
+    assert [s.text for s in segments] == ["Stop.", "How many hours are in a day?"] and whole
+
+
+def test_a_question_the_model_goes_on_after_is_whole_however_the_tokens_end(stt):
+    """Heard in the benchmark with the question's first word lost: the question, its end, and
+    a continuation the length bound cut off. It is whole: no need for the 30 s window."""
+    tok = Tokenizer(stt._model.hf_tokenizer, False, task="transcribe", language="en")
+    at = lambda seconds: tok.timestamp_begin + round(seconds / 0.02)  # noqa: E731
+    tokens = [at(0.0), *tok.encode(" is the largest planet."), at(1.52), at(1.52), *tok.encode(" Any")]
+    segments, whole = _segments(tokens, tok, speech_seconds=1.74)
+    assert [s.text for s in segments] == ["is the largest planet."] and whole
+    # Starting over at the very end, cut off: dropped, the rest whole.
+    tokens = [at(0.0), *tok.encode(" is the opposite of hot."), at(1.2), at(1.2), *tok.encode(" Is the")]
+    segments, whole = _segments(tokens, tok, speech_seconds=1.84)
+    assert [s.text for s in segments] == ["is the opposite of hot."] and whole
+    # A loop the length bound cut off is not whole.
+    tokens = [at(0.0), *tok.encode(" Stop... Stop... Stop... Stop")]
+    assert _segments(tokens, tok, speech_seconds=1.07)[1] is False
 
 
 def test_a_transcript_cut_off_while_starting_over_keeps_what_came_before():

@@ -88,14 +88,14 @@ class WhisperSTT:
             max_length=len(start) + most,
             **sampling,
         )
-        tokens = result[0].sequences_ids[0]
+        segments, whole = _segments(result[0].sequences_ids[0], tokenizer, seconds)
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
         found = tuple(
             Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True), s.text)
-            for s in _segments(tokens, tokenizer, seconds)
+            for s in segments
         )
-        # A finished transcript ends on a timestamp; one cut off by the length bound looped.
-        if not (tokens and tokens[-1] >= tokenizer.timestamp_begin):
+        # A transcript the length bound cut off looped.
+        if not whole:
             restarted = _until_restart(found)
             if restarted is None:
                 return None  # it never stopped, and not by starting over: let the 30 s window decide
@@ -113,13 +113,19 @@ class WhisperSTT:
         self._fitted(chirp, None, 0.0)
 
 
-def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> list[Segment]:
-    """Text between timestamp tokens. A window longer than its speech invites the model to
-    go on: a segment it starts in the speech's last moments, or one that starts the one
-    before over again, is such a continuation, and ends the transcript."""
+def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> tuple[list[Segment], bool]:
+    """Text between timestamp tokens, and whether that is the whole transcript. A window
+    longer than its speech invites the model to go on: a segment it starts in the speech's
+    last moments, or one that starts the one before over again, is such a continuation and
+    ends the transcript, whole. Text still open when the tokens run out was cut off by the
+    length bound: not whole."""
     segments: list[Segment] = []
     text: list[int] = []
     begin = 0.0
+
+    def goes_on(said: str) -> bool:
+        return begin > speech_seconds - _LAST_WORD_SECONDS or bool(segments and _restarts(said, segments[-1].text))
+
     for token in tokens:
         if token < tokenizer.eot:
             text.append(token)
@@ -129,14 +135,15 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
         moment = (token - tokenizer.timestamp_begin) * _SECONDS_PER_TIMESTAMP
         if text:
             said = tokenizer.decode(text).strip()
-            if begin > speech_seconds - _LAST_WORD_SECONDS or (segments and _restarts(said, segments[-1].text)):
-                break
+            if goes_on(said):
+                return [s for s in segments if s.text], True
             segments.append(Segment(begin, min(moment, speech_seconds), said))
             text = []
         begin = moment
-    if text and begin <= speech_seconds - _LAST_WORD_SECONDS:
-        segments.append(Segment(begin, speech_seconds, tokenizer.decode(text).strip()))
-    return [s for s in segments if s.text]
+    whole = not text or goes_on(said := tokenizer.decode(text).strip())
+    if not whole:
+        segments.append(Segment(begin, speech_seconds, said))
+    return [s for s in segments if s.text], whole
 
 
 def _restarts(text: str, previous: str) -> bool:
