@@ -432,7 +432,7 @@ def _detail(m: dict):
         case "error":
             return m.get("error")
         case "done" | "interrupted":
-            return {"reply": m.get("reply"), "timings": m.get("timings")}
+            return {"reply": m.get("reply"), "timings": m.get("timings"), "usage": m.get("usage")}
     return None
 
 
@@ -569,6 +569,7 @@ async def ask(s: Session, question: Clip) -> dict:
         "started_before_end": bool(early),
         "reply": (final or {}).get("reply"),
         "timings": (final or {}).get("timings"),
+        "usage": (final or {}).get("usage"),  # the LLM's prompt, completion and cached tokens
         "audio_messages": len(audios),
         "voiced_start_ms": s.ms(start),
         "voiced_end_ms": s.ms(end),

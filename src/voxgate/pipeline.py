@@ -360,7 +360,11 @@ class Pipeline:
 
 
 def _usage(result: ChatResult) -> dict[str, int]:
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "cached_tokens": result.cached_tokens,  # of the prompt: the prefix the engine had cached
+    }
 
 
 async def _result_of(items: AsyncGenerator[str | ChatResult, None]) -> ChatResult:

@@ -40,7 +40,7 @@ class TurnResult:
     sample_rate: int | None = None
     voice: str | None = None  # the voice that spoke the reply
     models: dict[str, str | None] = field(default_factory=dict)  # role -> model that did the work
-    usage: dict[str, int] = field(default_factory=dict)  # the LLM's prompt_tokens and completion_tokens
+    usage: dict[str, int] = field(default_factory=dict)  # the LLM's prompt, completion and cached tokens
 
 
 @dataclass(frozen=True)

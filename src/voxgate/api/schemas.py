@@ -103,7 +103,7 @@ class ChatReply(BaseModel):
                     "voice": None,
                     "models": {"stt": "whisper-tiny.en", "llm": "qwen2.5-coder-0.5b-instruct", "tts": None},
                     "timings": {"decode": 8.1, "stt": 391.6, "llm": 412.3, "tts": None},
-                    "usage": {"prompt_tokens": 61, "completion_tokens": 8},
+                    "usage": {"prompt_tokens": 61, "completion_tokens": 8, "cached_tokens": 43},
                     "conversation_id": "5f0c6a1e2b3d4c5e8f9a0b1c2d3e4f50",
                     "persona": "assistant",
                     "message_id": "9a1e0c2b3d4e5f60718293a4b5c6d7e8",
@@ -118,7 +118,7 @@ class ChatReply(BaseModel):
     voice: str | None = Field(None, description="The voice that spoke the reply (reply_as=voice).")
     models: dict[str, str | None] = Field(description="The model of each role that did the work.")
     timings: Timings
-    usage: dict[str, int] = Field(default_factory=dict, description="The LLM's prompt_tokens and completion_tokens.")
+    usage: dict[str, int] = Field(default_factory=dict, description="The LLM's prompt_tokens, completion_tokens, and cached_tokens (the prompt's prefix it had cached).")
     conversation_id: str
     persona: str
     message_id: str = Field(description="Id of the stored reply message.")
