@@ -118,7 +118,10 @@ class ChatReply(BaseModel):
     voice: str | None = Field(None, description="The voice that spoke the reply (reply_as=voice).")
     models: dict[str, str | None] = Field(description="The model of each role that did the work.")
     timings: Timings
-    usage: dict[str, int] = Field(default_factory=dict, description="The LLM's prompt_tokens, completion_tokens, and cached_tokens (the prompt's prefix it had cached).")
+    usage: dict[str, int] = Field(
+        default_factory=dict,
+        description="The LLM's prompt_tokens, completion_tokens and cached_tokens (the prompt prefix it had cached).",
+    )
     conversation_id: str
     persona: str
     message_id: str = Field(description="Id of the stored reply message.")
