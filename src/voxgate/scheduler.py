@@ -7,8 +7,9 @@ piece of CPU work (decoding, STT, end-of-turn decisions, TTS, encoding) runs one
 budget thread, each engine single-threaded, on a `DeadlinePool`.
 
 The pool runs the work with the earliest deadline first. Work that decides when a person
-hears the first audio (their STT, the turn decision, the first spoken clause) is due now;
-a later clause of another reply is due when the client will have played what it already
+hears the first audio (their STT, the turn decision, the first spoken clause) is due when
+they stopped talking (a realtime turn sets that with `due_at`; otherwise: when submitted),
+so the longest-waiting person goes first; a later clause of another reply is due when the client will have played what it already
 has, so it waits behind first-audio work without leaving a gap in playback.
 """
 
