@@ -41,4 +41,7 @@ def test_with_every_slot_busy_a_request_waits_for_one_instead_of_failing():
     table = SlotTable(2)
     taken = {table.take(conversation("One")), table.take(conversation("Two"))}
     assert taken == {0, 1}
-    assert table.take(conversation("Three")) in taken
+    third = table.take(conversation("Three"))
+    assert table.take(conversation("Four")) == ({0, 1} - {third}).pop()  # queued where fewest wait
+    table.give_back(third, conversation("Three"))
+    assert table.take(conversation("Five")) == third  # the one whose queue shrank

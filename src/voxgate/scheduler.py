@@ -9,8 +9,9 @@ budget thread, each engine single-threaded, on a `DeadlinePool`.
 The pool runs the work with the earliest deadline first. Work that decides when a person
 hears the first audio (their STT, the turn decision, the first spoken clause) is due when
 they stopped talking (a realtime turn sets that with `due_at`; otherwise: when submitted),
-so the longest-waiting person goes first; a later clause of another reply is due when the client will have played what it already
-has, so it waits behind first-audio work without leaving a gap in playback.
+so the longest-waiting person goes first; a later clause of another reply is due when the
+client will have played what it already has, so it waits behind first-audio work without
+leaving a gap in playback.
 """
 
 import contextvars

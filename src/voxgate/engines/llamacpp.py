@@ -11,6 +11,7 @@ conversation is still going, which then evaluates its whole history again.
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import takewhile
 from pathlib import Path
 
 import xllamacpp
@@ -28,32 +29,30 @@ class SlotTable:
     def __init__(self, slots: int):
         self._held: list[tuple[ChatMessage, ...]] = [() for _ in range(slots)]  # what each slot's cache holds
         self._used = [0.0] * slots
-        self._busy = [False] * slots
+        self._running = [0] * slots  # requests in each slot now (more than 1: queued by llama.cpp)
         self._lock = threading.Lock()
 
     def take(self, messages: tuple[ChatMessage, ...]) -> int:
         with self._lock:
-            idle = [slot for slot, busy in enumerate(self._busy) if not busy]
-            if not idle:  # more callers than slots: llama.cpp queues the request for this one
-                return min(range(len(self._used)), key=self._used.__getitem__)
-            shared = {slot: _shared_prefix(self._held[slot], messages) for slot in idle}
-            best = max(idle, key=lambda slot: (shared[slot], -self._used[slot]))
-            slot = best if shared[best] > 1 else min(idle, key=self._used.__getitem__)
-            self._busy[slot] = True
+            idle = [slot for slot, running in enumerate(self._running) if not running]
+            if idle:
+                shared = {slot: _shared_prefix(self._held[slot], messages) for slot in idle}
+                best = max(idle, key=lambda slot: (shared[slot], -self._used[slot]))
+                slot = best if shared[best] > 1 else min(idle, key=self._used.__getitem__)
+            else:  # more callers than slots: llama.cpp queues the request for the least loaded one
+                slot = min(range(len(self._running)), key=lambda slot: (self._running[slot], self._used[slot]))
+            self._running[slot] += 1
             return slot
 
     def give_back(self, slot: int, held: tuple[ChatMessage, ...]) -> None:
         with self._lock:
-            self._held[slot], self._used[slot], self._busy[slot] = held, time.monotonic(), False
+            self._held[slot], self._used[slot] = held, time.monotonic()
+            self._running[slot] -= 1
 
 
 def _shared_prefix(a: tuple[ChatMessage, ...], b: tuple[ChatMessage, ...]) -> int:
-    count = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
+    """How many leading messages `a` and `b` have in common."""
+    return sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(a, b, strict=False)))
 
 
 class LlamaCppLLM:
