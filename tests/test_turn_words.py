@@ -16,11 +16,15 @@ def test_finished_sentences_are_not(text):
     assert not ends_unfinished(text)
 
 
-@pytest.mark.parametrize("text", ["Mm-hmm.", "Okay.", "Yeah, right.", "Uh-huh", "I see.", "In Mm-hmm.", "And mm-hmm."])
+@pytest.mark.parametrize(
+    "text", ["Mm-hmm.", "Okay.", "Yeah, right.", "Uh-huh", "I see.", "In Mm-hmm.", "And then, Mm-hmm."]
+)
 def test_acknowledgements_are_backchannels(text):
     assert is_backchannel(text)
 
 
-@pytest.mark.parametrize("text", ["Stop.", "Wait, what?", "Okay, but what about Mars?", "No.", "And what?", "In"])
+@pytest.mark.parametrize(
+    "text", ["Stop.", "Wait, what?", "Okay, but what about Mars?", "No.", "And what?", "And then?", "In"]
+)
 def test_requests_are_not(text):
     assert not is_backchannel(text)

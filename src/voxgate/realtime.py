@@ -51,7 +51,7 @@ MAX_UTTERANCE_SECONDS = 60.0
 # How far a client's microphone audio may run ahead of real time (a network burst); past
 # that its socket is not read until real time catches up: faster audio is paced, not buffered.
 PACE_AHEAD_SECONDS = 2.0
-_HEARD_ONSETS = frozenset(("in", "and"))  # Piper's "Mm-hmm." heard "In Mm-hmm." 2 of 10 times
+_HEARD_ONSETS = frozenset(("in", "and", "then"))
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
 
@@ -67,10 +67,12 @@ def ends_unfinished(text: str) -> bool:
 
 def is_backchannel(text: str) -> bool:
     """'Mm-hmm.', 'Okay.', 'Yeah, right.': a listener's acknowledgement, not a request.
-    Whisper often hears the onset of a hummed "mm-hmm" as "In" or "And" before it."""
+    Whisper often hears the onset of a hummed "mm-hmm" as words before it: "In Mm-hmm.",
+    "And then, Mm-hmm." (Piper's "Mm-hmm." under the back-channel prompt, benchmark logs)."""
     words = re.findall(r"[a-z]+", text.lower())
-    if len(words) > 1 and words[0] in _HEARD_ONSETS:
-        words = words[1:]
+    for _ in range(2):
+        if len(words) > 1 and words[0] in _HEARD_ONSETS:
+            words = words[1:]
     return len(words) <= 3 and all(w in _BACKCHANNEL_WORDS for w in words)
 
 
@@ -462,7 +464,11 @@ class RealtimeSession:
             said = await self.pipeline.transcribe(
                 audio.DecodedAudio(heard, "pcm"), language=options.language, prompt=_BACKCHANNEL_PROMPT
             )
-            if not said.text or is_backchannel(said.text):
+            acknowledged = not said.text or is_backchannel(said.text)
+            log.info(
+                "speech over the reply heard as %r: %s", said.text, "back-channel" if acknowledged else "interruption"
+            )
+            if acknowledged:
                 self.detector.finish()  # "mm-hmm": the reply goes on
                 await self._end_overlap()
             else:
