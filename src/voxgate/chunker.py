@@ -1,10 +1,10 @@
 """Cut a stream of LLM text into pieces a voice can start speaking before the reply ends.
 
 A piece ends at a sentence end (. ! ? followed by a space, or ending the text so far after
-a word), at a line break, at a clause
-mark (, ; :) once the piece is long enough to sound natural, or, for text without
-punctuation, at the last space before a length bound. It never cuts inside a word, after
-an abbreviation ("Dr.", "e.g."), inside a number ("3.5") or after a list marker ("1.").
+a word), at a line break, at a clause mark (, ; :) once the piece is long enough to sound
+natural, or, for text without punctuation, at the last space before a length bound. It never
+cuts inside a word, after an abbreviation ("Dr.", "e.g."), inside a number ("3.5") or after a
+list marker ("1.").
 Japanese and Chinese put no space after punctuation or between words: their text is cut
 after 。！？ (and a closing quote), after 、，；： and, unpunctuated, between two of its
 characters at the length bound.

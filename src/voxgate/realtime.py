@@ -51,7 +51,7 @@ MAX_UTTERANCE_SECONDS = 60.0
 # How far a client's microphone audio may run ahead of real time (a network burst); past
 # that its socket is not read until real time catches up: faster audio is paced, not buffered.
 PACE_AHEAD_SECONDS = 2.0
-_HEARD_ONSETS = frozenset(("in", "and", "then"))
+_HEARD_ONSETS = frozenset(("in", "and", "then"))  # heard before a hummed "mm-hmm" (is_backchannel)
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
 
