@@ -1,5 +1,6 @@
 """llama.cpp in-process: the `speculative` preset's pair (Qwen2.5-Coder 1.5B drafted by the
-0.5B) answers exactly as the 1.5B alone does at temperature 0: drafting changes speed only."""
+0.5B) answers exactly as the 1.5B alone does at temperature 0: drafting changes speed only;
+and each conversation's prompt stays cached in its own slot."""
 
 import pytest
 
