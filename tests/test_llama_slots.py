@@ -45,3 +45,15 @@ def test_with_every_slot_busy_a_request_waits_for_one_instead_of_failing():
     assert table.take(conversation("Four")) == ({0, 1} - {third}).pop()  # queued where fewest wait
     table.give_back(third, conversation("Three"))
     assert table.take(conversation("Five")) == third  # the one whose queue shrank
+
+
+def test_a_conversation_is_readied_only_in_its_own_slot_and_only_while_no_request_runs():
+    table = SlotTable(2)
+    answered = conversation("Hi", "Hello!")
+    slot = run(table, conversation("Hi"), "Hello!")
+    assert table.resting(answered) == slot
+    assert table.resting(conversation("Something else", "ok")) is None  # no slot holds it
+    other = table.take(conversation("A question from someone else"))
+    assert table.resting(answered) is None  # readying now would slow their answer
+    table.give_back(other, conversation("A question from someone else", "ok"))
+    assert table.resting(answered) == slot

@@ -122,3 +122,57 @@ def test_a_buffered_answer_nobody_waits_for_stops_the_model():
     time.sleep(0.3)
     pipeline.close()
     assert 0 < stopped_at == llm.emitted < 200  # it stopped at its next token, long before its 500 words
+
+
+class ReadyingLLM(CharCountingLLM):
+    """Also readies follow-ups: each waits until the test lets it finish, and is recorded."""
+
+    def __init__(self, **kwargs):
+        import threading
+
+        super().__init__(context=10_000, **kwargs)
+        self.readied: list[tuple] = []
+        self.let_finish = threading.Event()
+
+    def ready_follow_up(self, conversation):
+        self.let_finish.wait(10)
+        self.readied.append(conversation)
+
+
+def test_a_finished_answer_readies_its_follow_up_while_the_caller_goes_on():
+    from voxgate.engines.base import ChatMessage
+    from voxgate.turn_events import TurnDone, TurnInput
+
+    llm = ReadyingLLM()
+    pipeline = text_pipeline(llm, context=10_000)
+
+    async def answers():  # would time out if either waited for the readying
+        turn = [event async for event in pipeline.stream_turn(TurnInput(text="Hi", system="sys"))]
+        chat = [item async for item in pipeline.stream_chat(pipeline.chat_request([ChatMessage("user", "Yo")]))]
+        return turn[-1], chat[-1]
+
+    done, chat = asyncio.run(asyncio.wait_for(answers(), 5))
+    assert isinstance(done, TurnDone) and done.result.reply == "Fine." and chat.text == "Fine."
+    assert llm.readied == []
+    llm.let_finish.set()
+    pipeline.close()  # waits for the lanes' threads
+    assert set(llm.readied) == {(*prompt, ChatMessage("assistant", "Fine.")) for prompt in llm.prompts}
+    assert len(llm.readied) == 2
+
+
+def test_an_answer_nobody_waits_for_is_not_readied():
+    from voxgate.engines.base import ChatMessage
+
+    llm = ReadyingLLM(reply="word " * 500, delay=0.01)
+    llm.let_finish.set()
+    pipeline = text_pipeline(llm, context=10_000)
+
+    async def abandon():
+        chat = asyncio.create_task(pipeline.chat(pipeline.chat_request([ChatMessage("user", "talk")])))
+        await asyncio.sleep(0.3)
+        chat.cancel()
+        await asyncio.sleep(0.3)
+
+    asyncio.run(abandon())
+    pipeline.close()
+    assert 0 < llm.emitted < 200 and llm.readied == []

@@ -18,9 +18,17 @@ from voxgate import audio
 from voxgate.catalog import Role
 from voxgate.chunker import SentenceChunker, spoken_pieces
 from voxgate.config import Settings
-from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, SpeechChunk, Transcription
+from voxgate.engines.base import (
+    ChatMessage,
+    ChatModel,
+    ChatRequest,
+    ChatResult,
+    ReadiesFollowUps,
+    SpeechChunk,
+    Transcription,
+)
 from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarge
-from voxgate.lanes import Lane
+from voxgate.lanes import Emit, Lane
 from voxgate.prompts import estimate_tokens, fit_history, system_prompt
 from voxgate.registry import Registry
 from voxgate.scheduler import DeadlinePool, due_at
@@ -123,9 +131,16 @@ class Pipeline:
     def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncGenerator[str | ChatResult, None]:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
         lane raises here, before any byte is sent; leaving early stops the LLM."""
-        return self.llm_lane.stream(
-            lambda emit: emit(self._on(self.registry.use_llm, model, lambda llm: llm.generate(request, on_delta=emit)))
-        )
+
+        def answer(llm: ChatModel, emit: Emit) -> None:
+            emit(result := llm.generate(request, on_delta=emit))
+            # The caller has its answer and stops reading; this thread goes on to ready the
+            # conversation's next turn, still holding the model (it cannot unload meanwhile).
+            if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, ReadiesFollowUps):
+                llm.ready_follow_up((*request.messages, ChatMessage("assistant", result.text)))
+
+        items = self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
+        return _through_result(items)
 
     def stream_speech(
         self, text: str, *, speed: float = 1.0, voice: str | None = None
@@ -365,6 +380,16 @@ def _usage(result: ChatResult) -> dict[str, int]:
         "completion_tokens": result.completion_tokens,
         "cached_tokens": result.cached_tokens,  # of the prompt: the prefix the engine had cached
     }
+
+
+async def _through_result(items: AsyncGenerator[str | ChatResult, None]) -> AsyncGenerator[str | ChatResult, None]:
+    """`items` up to their ChatResult, the stream's end for its reader: the lane's thread
+    may go on readying the next turn, which nobody should wait for."""
+    async with aclosing(items):
+        async for item in items:
+            yield item
+            if isinstance(item, ChatResult):
+                return
 
 
 async def _result_of(items: AsyncGenerator[str | ChatResult, None]) -> ChatResult:

@@ -1,6 +1,7 @@
 """llama.cpp in-process: the `speculative` preset's pair (Qwen2.5-Coder 1.5B drafted by the
 0.5B) answers exactly as the 1.5B alone does at temperature 0: drafting changes speed only;
-and each conversation's prompt stays cached in its own slot."""
+and each conversation's prompt stays cached in its own slot, with the opening of its next
+message once readied."""
 
 import pytest
 
@@ -60,3 +61,26 @@ def test_slots_start_with_the_system_prompt_and_a_conversation_keeps_its_own():
     follow_up = ask(question, ChatMessage("assistant", first.text), ChatMessage("user", "And of Spain?"))
     # Its history is still cached: the other conversation did not take its slot.
     assert follow_up.cached_tokens >= first.prompt_tokens
+
+
+def test_a_readied_follow_up_finds_the_opening_of_its_message_cached_and_is_answered_as_usual():
+    name = Settings().llm.model
+    system = ChatMessage("system", Settings().system_prompt)
+    llm = LlamaCppLLM(name, _path(name), threads=1, context=1024, slots=2, prefix=(system,))
+    llm.warm_up()
+
+    def ask(*messages: ChatMessage):
+        return llm.generate(ChatRequest((system, *messages), max_tokens=20, temperature=0.0, seed=0))
+
+    def follow_up(question: str, *, readied: bool):
+        asked = ChatMessage("user", question)
+        answered = (asked, ChatMessage("assistant", ask(asked).text))
+        if readied:
+            llm.ready_follow_up((system, *answered))
+        return ask(*answered, ChatMessage("user", "And of Spain?"))
+
+    plain = follow_up("What is the capital of Italy?", readied=False)
+    readied = follow_up("What is the capital of France?", readied=True)
+    # The same follow-up words; readied, the template's opening of the message was already evaluated.
+    assert plain.prompt_tokens - plain.cached_tokens - (readied.prompt_tokens - readied.cached_tokens) >= 3
+    assert "madrid" in readied.text.lower() and "madrid" in plain.text.lower()

@@ -90,6 +90,15 @@ class ChatModel(Engine, Protocol):
 
 
 @runtime_checkable
+class ReadiesFollowUps(Protocol):
+    """A chat model that can prepare, while idle, for a conversation's next message."""
+
+    def ready_follow_up(self, conversation: tuple[ChatMessage, ...]) -> None:
+        """`conversation` has just been answered (its last message is the reply)."""
+        ...
+
+
+@runtime_checkable
 class TextToSpeech(Engine, Protocol):
     sample_rate: int
 
