@@ -33,6 +33,21 @@ class CharCountingLLM:
         return ChatResult(self.reply, "stop", tokens)
 
 
+class ReadyingLLM(CharCountingLLM):
+    """Also readies follow-ups: each waits until the test lets it finish, and is recorded."""
+
+    def __init__(self, **kwargs):
+        import threading
+
+        super().__init__(context=10_000, **kwargs)
+        self.readied: list[tuple] = []
+        self.let_finish = threading.Event()
+
+    def ready_follow_up(self, conversation):
+        self.let_finish.wait(10)
+        self.readied.append(conversation)
+
+
 class OneModel:
     """A registry holding one LLM: all the pipeline needs for text turns."""
 
@@ -105,10 +120,11 @@ def test_a_question_longer_than_the_context_is_refused_not_answered_empty(stream
     assert "600 tokens" in refused.value.message
 
 
-def test_a_buffered_answer_nobody_waits_for_stops_the_model():
+def test_a_buffered_answer_nobody_waits_for_stops_the_model_and_is_not_readied():
     from voxgate.engines.base import ChatMessage
 
-    llm = CharCountingLLM(context=10_000, reply="word " * 500, delay=0.01)
+    llm = ReadyingLLM(reply="word " * 500, delay=0.01)
+    llm.let_finish.set()
     pipeline = text_pipeline(llm, context=10_000)
 
     async def abandon():
@@ -122,21 +138,7 @@ def test_a_buffered_answer_nobody_waits_for_stops_the_model():
     time.sleep(0.3)
     pipeline.close()
     assert 0 < stopped_at == llm.emitted < 200  # it stopped at its next token, long before its 500 words
-
-
-class ReadyingLLM(CharCountingLLM):
-    """Also readies follow-ups: each waits until the test lets it finish, and is recorded."""
-
-    def __init__(self, **kwargs):
-        import threading
-
-        super().__init__(context=10_000, **kwargs)
-        self.readied: list[tuple] = []
-        self.let_finish = threading.Event()
-
-    def ready_follow_up(self, conversation):
-        self.let_finish.wait(10)
-        self.readied.append(conversation)
+    assert llm.readied == []  # a conversation that will not go on like this
 
 
 def test_a_finished_answer_readies_its_follow_up_while_the_caller_goes_on():
@@ -158,21 +160,3 @@ def test_a_finished_answer_readies_its_follow_up_while_the_caller_goes_on():
     pipeline.close()  # waits for the lanes' threads
     assert set(llm.readied) == {(*prompt, ChatMessage("assistant", "Fine.")) for prompt in llm.prompts}
     assert len(llm.readied) == 2
-
-
-def test_an_answer_nobody_waits_for_is_not_readied():
-    from voxgate.engines.base import ChatMessage
-
-    llm = ReadyingLLM(reply="word " * 500, delay=0.01)
-    llm.let_finish.set()
-    pipeline = text_pipeline(llm, context=10_000)
-
-    async def abandon():
-        chat = asyncio.create_task(pipeline.chat(pipeline.chat_request([ChatMessage("user", "talk")])))
-        await asyncio.sleep(0.3)
-        chat.cancel()
-        await asyncio.sleep(0.3)
-
-    asyncio.run(abandon())
-    pipeline.close()
-    assert 0 < llm.emitted < 200 and llm.readied == []

@@ -3,12 +3,14 @@
 and each conversation's prompt stays cached in its own slot, with the opening of its next
 message once readied."""
 
+from collections.abc import Callable
+
 import pytest
 
 from voxgate import model_files
 from voxgate.catalog import Role
 from voxgate.config import PRESETS, Settings
-from voxgate.engines.base import ChatMessage, ChatRequest
+from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult
 from voxgate.engines.llamacpp import LlamaCppLLM
 
 MODEL, DRAFT = PRESETS["speculative"]
@@ -44,15 +46,22 @@ def test_the_preset_names_the_pair_and_an_explicit_model_wins():
     assert Settings().llm.draft_model is None
 
 
-def test_slots_start_with_the_system_prompt_and_a_conversation_keeps_its_own():
+def _conversing() -> tuple[LlamaCppLLM, ChatMessage, Callable[..., ChatResult]]:
+    """The default model in 2 slots, each started with the system prompt; and `ask`, which
+    answers the messages after that system prompt at temperature 0."""
     name = Settings().llm.model
     system = ChatMessage("system", Settings().system_prompt)
     llm = LlamaCppLLM(name, _path(name), threads=1, context=1024, slots=2, prefix=(system,))
     llm.warm_up()
 
-    def ask(*messages: ChatMessage):
+    def ask(*messages: ChatMessage) -> ChatResult:
         return llm.generate(ChatRequest((system, *messages), max_tokens=20, temperature=0.0, seed=0))
 
+    return llm, system, ask
+
+
+def test_slots_start_with_the_system_prompt_and_a_conversation_keeps_its_own():
+    _, _, ask = _conversing()
     question = ChatMessage("user", "What is the capital of France?")
     first = ask(question)
     assert first.cached_tokens >= 20  # the system prompt, evaluated at warm-up
@@ -64,13 +73,7 @@ def test_slots_start_with_the_system_prompt_and_a_conversation_keeps_its_own():
 
 
 def test_a_readied_follow_up_finds_the_opening_of_its_message_cached_and_is_answered_as_usual():
-    name = Settings().llm.model
-    system = ChatMessage("system", Settings().system_prompt)
-    llm = LlamaCppLLM(name, _path(name), threads=1, context=1024, slots=2, prefix=(system,))
-    llm.warm_up()
-
-    def ask(*messages: ChatMessage):
-        return llm.generate(ChatRequest((system, *messages), max_tokens=20, temperature=0.0, seed=0))
+    llm, system, ask = _conversing()
 
     def follow_up(question: str, *, readied: bool):
         asked = ChatMessage("user", question)
