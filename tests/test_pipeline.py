@@ -62,11 +62,13 @@ class OneModel:
         yield self.llm
 
 
-def text_pipeline(llm, context: int):
+def text_pipeline(llm, context: int, *, slots: int | None = None, queue_size: int = 8):
     from voxgate.config import Settings
     from voxgate.pipeline import Pipeline
 
-    return Pipeline(OneModel(llm), Settings(llm={"context": context}, max_tokens=100, warmup=False))
+    slotted = {"slots": slots} if slots else {}
+    settings = Settings(llm={"context": context, **slotted}, max_tokens=100, warmup=False, queue_size=queue_size)
+    return Pipeline(OneModel(llm), settings)
 
 
 def long_history(pairs: int, chars: int):
@@ -160,3 +162,24 @@ def test_a_finished_answer_readies_its_follow_up_while_the_caller_goes_on():
     pipeline.close()  # waits for the lanes' threads
     assert set(llm.readied) == {(*prompt, ChatMessage("assistant", "Fine.")) for prompt in llm.prompts}
     assert len(llm.readied) == 2
+
+
+def test_readying_takes_no_place_in_the_lane_the_next_question_waits_for_it_instead():
+    """One slot, no queue: the question asked while the last answer is being readied is
+    answered (once the readying ends), not refused as busy."""
+    import threading
+
+    from voxgate.engines.base import ChatMessage
+
+    llm = ReadyingLLM()
+    pipeline = text_pipeline(llm, context=10_000, slots=1, queue_size=0)
+
+    async def two_questions():
+        first = await pipeline.chat(pipeline.chat_request([ChatMessage("user", "One")]))
+        threading.Timer(0.3, llm.let_finish.set).start()  # the readying of "One" holds the thread till then
+        second = await pipeline.chat(pipeline.chat_request([ChatMessage("user", "Two")]))
+        return first, second
+
+    first, second = asyncio.run(asyncio.wait_for(two_questions(), 10))
+    pipeline.close()
+    assert first.text == second.text == "Fine." and len(llm.readied) == 2

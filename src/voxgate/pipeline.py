@@ -6,8 +6,11 @@ role's bounded `Lane`, so the event loop never blocks and overload becomes a 503
 """
 
 import asyncio
+import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, aclosing, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -34,6 +37,7 @@ from voxgate.registry import Registry
 from voxgate.scheduler import DeadlinePool, due_at
 from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 
+log = logging.getLogger("voxgate")
 E = TypeVar("E")  # an engine
 R = TypeVar("R")  # what work on it returns
 
@@ -134,13 +138,22 @@ class Pipeline:
 
         def answer(llm: ChatModel, emit: Emit) -> None:
             emit(result := llm.generate(request, on_delta=emit))
-            # The caller has its answer and stops reading; this thread goes on to ready the
-            # conversation's next turn, still holding the model (it cannot unload meanwhile).
-            if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, ReadiesFollowUps):
-                llm.ready_follow_up((*request.messages, ChatMessage("assistant", result.text)))
+            if result.finish_reason != "cancelled" and request.reuse_prefix:
+                self._ready_follow_up((*request.messages, ChatMessage("assistant", result.text)), model)
 
-        items = self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
-        return _through_result(items)
+        return self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
+
+    def _ready_follow_up(self, conversation: tuple[ChatMessage, ...], model: str | None) -> None:
+        """Let an LLM that can ready `conversation`'s next turn do so once its threads have
+        nothing more urgent: on its pool behind every other job, and outside the lane, so
+        it takes no caller's place (a full lane would refuse the next question)."""
+
+        def ready(llm: ChatModel) -> None:
+            if isinstance(llm, ReadiesFollowUps):
+                llm.ready_follow_up(conversation)
+
+        work = self.llm_pool.submit(lambda: self._on(self.registry.use_llm, model, ready), deadline=math.inf)
+        work.add_done_callback(_log_failure)
 
     def stream_speech(
         self, text: str, *, speed: float = 1.0, voice: str | None = None
@@ -374,22 +387,17 @@ class Pipeline:
         yield TurnDone(result)
 
 
+def _log_failure(work: Future) -> None:
+    if not work.cancelled() and (error := work.exception()) is not None:
+        log.error("readying the next turn failed", exc_info=error)
+
+
 def _usage(result: ChatResult) -> dict[str, int]:
     return {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "cached_tokens": result.cached_tokens,  # of the prompt: the prefix the engine had cached
     }
-
-
-async def _through_result(items: AsyncGenerator[str | ChatResult, None]) -> AsyncGenerator[str | ChatResult, None]:
-    """`items` up to their ChatResult, the stream's end for its reader: the lane's thread
-    may go on readying the next turn, which nobody should wait for."""
-    async with aclosing(items):
-        async for item in items:
-            yield item
-            if isinstance(item, ChatResult):
-                return
 
 
 async def _result_of(items: AsyncGenerator[str | ChatResult, None]) -> ChatResult:
