@@ -138,18 +138,18 @@ class Pipeline:
 
         def answer(llm: ChatModel, emit: Emit) -> None:
             emit(result := llm.generate(request, on_delta=emit))
-            if result.finish_reason != "cancelled" and request.reuse_prefix:
+            if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, ReadiesFollowUps):
                 self._ready_follow_up((*request.messages, ChatMessage("assistant", result.text)), model)
 
         return self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
 
     def _ready_follow_up(self, conversation: tuple[ChatMessage, ...], model: str | None) -> None:
-        """Let an LLM that can ready `conversation`'s next turn do so once its threads have
-        nothing more urgent: on its pool behind every other job, and outside the lane, so
-        it takes no caller's place (a full lane would refuse the next question)."""
+        """Let the LLM ready `conversation`'s next turn once its threads have nothing more
+        urgent: on its pool behind every other job, and outside the lane, so it takes no
+        caller's place (a full lane would refuse the next question)."""
 
         def ready(llm: ChatModel) -> None:
-            if isinstance(llm, ReadiesFollowUps):
+            if isinstance(llm, ReadiesFollowUps):  # the model loaded now may not be the one that answered
                 llm.ready_follow_up(conversation)
 
         work = self.llm_pool.submit(lambda: self._on(self.registry.use_llm, model, ready), deadline=math.inf)
