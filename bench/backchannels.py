@@ -11,9 +11,9 @@ transcripts with their counts.
 
 import argparse
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
+from realtime import RATE, VOICE  # bench/ is the script's directory
 
 from voxgate import audio, model_files
 from voxgate.catalog import Role
@@ -22,8 +22,6 @@ from voxgate.engines.piper import PiperTTS
 from voxgate.engines.whisper import WhisperSTT
 from voxgate.realtime import _BACKCHANNEL_PROMPT, is_backchannel
 
-VOICE = Path.home() / ".cache" / "voxgate" / "models" / "piper-en_US-joe-medium" / "voice.onnx"
-RATE = 16_000
 ACKNOWLEDGEMENTS = ("Mm-hmm.", "Uh-huh.", "Okay.", "Yeah.")
 INTERRUPTIONS = ("Stop.", "Wait.", "Hold on.", "No, no.")
 

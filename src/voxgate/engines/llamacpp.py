@@ -49,6 +49,9 @@ class SlotTable:
             self._held[slot], self._used[slot] = held, time.monotonic()
             self._running[slot] -= 1
 
+    def __len__(self) -> int:
+        return len(self._held)
+
     def resting(self, conversation: tuple[ChatMessage, ...]) -> int | None:
         """The slot holding `conversation`, if no request runs in any slot (work done for
         it then delays nobody); else None."""
@@ -84,7 +87,6 @@ class LlamaCppLLM:
         self.name = name
         self._prefix = prefix
         self._slots = SlotTable(slots)
-        self._slot_count = slots
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = context * slots  # llama.cpp splits n_ctx evenly across slots
@@ -145,8 +147,8 @@ class LlamaCppLLM:
         every slot's cache (all at once: one batch)."""
         if not self._prefix:
             return
-        with ThreadPoolExecutor(self._slot_count) as pool:
-            list(pool.map(lambda slot: self._open_user_message(self._prefix, slot), range(self._slot_count)))
+        with ThreadPoolExecutor(len(self._slots)) as pool:
+            list(pool.map(lambda slot: self._open_user_message(self._prefix, slot), range(len(self._slots))))
 
     def _open_user_message(self, conversation: tuple[ChatMessage, ...], slot: int) -> None:
         """Cache `conversation` and the template's opening of a user message after it in
