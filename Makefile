@@ -66,7 +66,6 @@ test-fast: lint
 bench: multilingual presets voices
 	$(BIN)/python bench/turn.py
 	$(BIN)/python bench/streaming.py
-	$(BIN)/python bench/realtime.py
 	$(BIN)/python bench/backends.py
 	$(BIN)/python bench/stt.py
 	$(BIN)/python bench/voices.py
