@@ -1,10 +1,11 @@
 """How short speech over a reply is heard and judged: acknowledgement or interruption.
 
 Each phrase is spoken `--times` times by Piper (joe, as in bench/realtime.py; Piper varies
-each synthesis), with 300 ms of silence before and 200 ms after, and heard the way the
-realtime session hears speech over a reply: the default Whisper, under the back-channel
-prompt. Printed per phrase: how often `is_backchannel` judged it an acknowledgement, and the
-transcripts with their counts.
+each synthesis) and five times by the Hibari voice (at speeds 0.85 to 1.15), with 300 ms of
+silence before and 200 ms after, and heard the way the realtime session hears speech over a
+reply: the default Whisper's close readings under the back-channel prompt
+(`Pipeline.readings`). Printed per phrase and voice: how often it was judged an
+acknowledgement (any reading `is_backchannel`), and the best readings with their counts.
 
     python bench/backchannels.py
 """
@@ -18,34 +19,66 @@ from realtime import RATE, VOICE  # bench/ is the script's directory
 from voxgate import audio, model_files
 from voxgate.catalog import Role
 from voxgate.config import Settings
+from voxgate.engines.base import TextToSpeech
+from voxgate.engines.hibari import HibariTTS
 from voxgate.engines.piper import PiperTTS
 from voxgate.engines.whisper import WhisperSTT
 from voxgate.realtime import _BACKCHANNEL_PROMPT, is_backchannel
 
-ACKNOWLEDGEMENTS = ("Mm-hmm.", "Uh-huh.", "Okay.", "Yeah.")
-INTERRUPTIONS = ("Stop.", "Wait.", "Hold on.", "No, no.")
+ACKNOWLEDGEMENTS = ("Mm-hmm.", "Uh-huh.", "Okay.", "Yeah.", "Right.", "Wow.", "I see.")
+INTERRUPTIONS = (
+    "Stop.",
+    "Wait.",
+    "Hold on.",
+    "No, no.",
+    "No.",
+    "What?",
+    "Why?",
+    "Hey.",
+    "Excuse me.",
+    "Oh, wait.",
+    "Not that.",
+    "Enough.",
+    "Okay, stop.",
+)
+HIBARI_SPEEDS = (0.85, 0.95, 1.0, 1.05, 1.15)  # Hibari says a text the same way each time
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--times", type=int, default=10, help="syntheses of each phrase")
+    parser.add_argument("--times", type=int, default=10, help="Piper syntheses of each phrase")
     args = parser.parse_args()
     settings = Settings()
-    tts = PiperTTS("piper-en_US-joe-medium", VOICE)
+    piper = PiperTTS("piper-en_US-joe-medium", VOICE)
+    hibari_name = "hibari-en_US-heart"
+    hibari = HibariTTS(hibari_name, model_files.resolve(hibari_name, Role.TTS, settings.models_dir)[1])
     name = settings.stt.model
     whisper = WhisperSTT(name, model_files.resolve(name, Role.STT, settings.models_dir)[1], workers=1)
+    totals: Counter = Counter()
     for phrase in ACKNOWLEDGEMENTS + INTERRUPTIONS:
-        heard: Counter = Counter()
-        judged = 0
-        for _ in range(args.times):
-            pcm = np.concatenate([c.pcm for c in tts.synthesize(phrase)]).astype(np.float32) / 32768
-            speech = audio.resample(pcm, tts.sample_rate, RATE)
-            clip = np.concatenate([np.zeros(RATE * 3 // 10, np.float32), speech, np.zeros(RATE // 5, np.float32)])
-            said = whisper.transcribe(clip, language="en", prompt=_BACKCHANNEL_PROMPT)
-            judged += not said.text or is_backchannel(said.text)
-            heard[said.text] += 1
         kind = "acknowledgement" if phrase in ACKNOWLEDGEMENTS else "interruption"
-        print(f"{phrase:10} ({kind}): judged an acknowledgement {judged}/{args.times}; heard {dict(heard)}")
+        voices: list[tuple[str, TextToSpeech, tuple[float, ...]]] = [
+            ("joe", piper, (1.0,) * args.times),
+            ("heart", hibari, HIBARI_SPEEDS),
+        ]
+        for voice, tts, speeds in voices:
+            heard: Counter = Counter()
+            judged = 0
+            for speed in speeds:
+                chunks = tts.synthesize(phrase, speed=speed)
+                pcm = np.concatenate([c.pcm for c in chunks]).astype(np.float32) / 32768
+                speech = audio.resample(pcm, tts.sample_rate, RATE)
+                clip = np.concatenate([np.zeros(RATE * 3 // 10, np.float32), speech, np.zeros(RATE // 5, np.float32)])
+                readings = whisper.alternatives(clip, language="en", prompt=_BACKCHANNEL_PROMPT)
+                judged += not readings or any(map(is_backchannel, readings))
+                heard[readings[0] if readings else ""] += 1
+            totals[kind, voice, "judged"] += judged
+            totals[kind, voice, "all"] += len(speeds)
+            print(f"{phrase:11} {voice:5} ({kind}): acknowledgement {judged}/{len(speeds)}; heard {dict(heard)}")
+    for kind in ("acknowledgement", "interruption"):
+        for voice in ("joe", "heart"):
+            judged, heard = totals[kind, voice, "judged"], totals[kind, voice, "all"]
+            print(f"{kind}s by {voice}: judged acknowledgements {judged}/{heard}")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ DEFINITIONS = {
     "arrival of `interrupted` (generation and synthesis stopped, the trimmed reply stored)",
     "last_audio_ms": "interrupt case: from the interruption's first voiced sample to the arrival of the last "
     "`audio` message of the interrupted reply (null: none arrived after the user began)",
+    "held_ms": "backchannel case: from `output.paused` to `output.resumed`, how long the reply stood still "
+    "while the speech over it was heard and judged",
     "backchannel_interrupted": f"`interrupted` arrived within {BACKCHANNEL_WINDOW:.0f} s after the "
     "acknowledgement's speech ended",
     "event times": "raw samples list every server message as [ms since the session's socket opened, type, detail]",
@@ -824,13 +826,15 @@ async def talk_over(b: Bench, words: Clip, window: float) -> dict:
         outcome = end[1]["type"] if end else "still_playing"
         old_audio = _between(s, 0, ("audio",), begin or float("inf"), end[0] if end else float("inf"))
         paused = _between(s, 0, ("output.paused",), begin or float("inf"))
+        resumed = _between(s, 0, ("output.resumed",), begin or float("inf"))
         result = {
             **sample,
             "outcome": outcome,
             "first_audio_ms": s.ms(first[0]),
             "voiced_start_ms": s.ms(begin),
             "paused_ms": round((paused[0][0] - begin) * 1000, 1) if paused else None,
-            "resumed": bool(_between(s, 0, ("output.resumed",), begin or float("inf"))),
+            "resumed": bool(resumed),
+            "held_ms": round((resumed[0][0] - paused[0][0]) * 1000, 1) if paused and resumed else None,
             "stop_ms": round((end[0] - begin) * 1000, 1) if end and outcome == "interrupted" and begin else None,
             "last_audio_ms": round((old_audio[-1][0] - begin) * 1000, 1) if old_audio else None,
             "audio_messages_after_user_began": len(old_audio),
@@ -888,13 +892,14 @@ async def case_backchannel(b: Bench) -> dict:
         samples.append(sample)
         b.console.print(
             f"  backchannel {i + 1}/{repeats} ({words.text}): {sample.get('outcome')} "
-            f"paused={sample.get('paused_ms')} ms resumed={sample.get('resumed')} "
+            f"paused={sample.get('paused_ms')} ms resumed={sample.get('resumed')} held={sample.get('held_ms')} ms "
             f"{sample.get('error') or ''}"
         )
     return {
         "summary": {
             "outcomes": _group(samples),
             "resumed": sum(s.get("resumed", False) for s in samples),
+            "held_ms": [s["held_ms"] for s in samples if s.get("held_ms") is not None],
             "interrupted": sum(s["interrupted"] for s in samples),
             "n": len(samples),
         },

@@ -48,18 +48,41 @@ class ReadyingLLM(CharCountingLLM):
         self.readied.append(conversation)
 
 
-class OneModel:
-    """A registry holding one LLM: all the pipeline needs for text turns."""
+class HeardAs:
+    """Speech-to-text whose transcript is the first of `readings` (nothing if none)."""
 
-    def __init__(self, llm):
+    name = "fake-stt"
+
+    def __init__(self, *readings: str):
+        self.readings = readings
+
+    def transcribe(self, samples, *, language=None, prompt=None, temperature=0.0):
+        from voxgate.engines.base import Transcription
+
+        return Transcription(self.readings[0] if self.readings else "", "en", len(samples) / 16_000)
+
+
+class HearingAlternatives(HeardAs):
+    def alternatives(self, samples, *, language=None, prompt=None):
+        return self.readings
+
+
+class OneModel:
+    """A registry holding one LLM or one STT: all the pipeline needs for text turns, or to hear."""
+
+    def __init__(self, llm=None, stt=None):
         from voxgate.catalog import Role
 
-        self.llm = llm
-        self.defaults = {Role.LLM: llm.name}
+        self.llm, self.stt = llm, stt
+        self.defaults = {Role.LLM: llm.name} if llm else {Role.STT: stt.name}
 
     @contextmanager
     def use_llm(self, name=None):
         yield self.llm
+
+    @contextmanager
+    def use_stt(self, name=None):
+        yield self.stt
 
 
 def text_pipeline(llm, context: int, *, slots: int | None = None, queue_size: int = 8):
@@ -183,3 +206,24 @@ def test_readying_takes_no_place_in_the_lane_the_next_question_waits_for_it_inst
     first, second = asyncio.run(asyncio.wait_for(two_questions(), 10))
     pipeline.close()
     assert first.text == second.text == "Fine." and len(llm.readied) == 2
+
+
+@pytest.mark.parametrize(
+    ("stt", "readings"),
+    [
+        (HearingAlternatives("In a month.", "Mm-hmm."), ("In a month.", "Mm-hmm.")),
+        (HeardAs("In a month.", "Mm-hmm."), ("In a month.",)),  # an STT that gives one transcript
+        (HeardAs(), ()),
+    ],
+)
+def test_short_speech_is_read_every_way_the_stt_can_say(stt, readings):
+    import numpy as np
+
+    from voxgate.audio import DecodedAudio
+    from voxgate.config import Settings
+    from voxgate.pipeline import Pipeline
+
+    pipeline = Pipeline(OneModel(stt=stt), Settings(warmup=False))
+    heard = asyncio.run(pipeline.readings(DecodedAudio(np.zeros(8_000, np.float32), "pcm"), prompt="Mm-hmm."))
+    pipeline.close()
+    assert heard == readings

@@ -17,7 +17,7 @@ def test_finished_sentences_are_not(text):
 
 
 @pytest.mark.parametrize(
-    "text", ["Mm-hmm.", "Okay.", "Yeah, right.", "Uh-huh", "I see.", "In Mm-hmm.", "And then, Mm-hmm."]
+    "text", ["Mm-hmm.", "Okay.", "Yeah, right.", "Uh-huh", "I see.", "Wow.", "In Mm-hmm.", "And then, Mm-hmm."]
 )
 def test_acknowledgements_are_backchannels(text):
     assert is_backchannel(text)

@@ -26,8 +26,10 @@ from voxgate.engines.base import (
     ChatModel,
     ChatRequest,
     ChatResult,
+    HearsAlternatives,
     ReadiesFollowUps,
     SpeechChunk,
+    SpeechToText,
     Transcription,
 )
 from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarge
@@ -108,6 +110,20 @@ class Pipeline:
             model,
             lambda stt: stt.transcribe(decoded.samples, language=language, prompt=prompt, temperature=temperature),
         )
+
+    async def readings(
+        self, decoded: audio.DecodedAudio, *, language: str | None = None, prompt: str | None = None
+    ) -> tuple[str, ...]:
+        """What short speech may have said: the STT's close alternatives where it can give
+        them, else its one transcript; () when it heard no words."""
+
+        def read(stt: SpeechToText) -> tuple[str, ...]:
+            if isinstance(stt, HearsAlternatives):
+                return stt.alternatives(decoded.samples, language=language, prompt=prompt)
+            heard = stt.transcribe(decoded.samples, language=language, prompt=prompt)
+            return (heard.text,) if heard.text else ()
+
+        return await self.stt_lane.run(self._on, self.registry.use_stt, None, read)
 
     def chat_request(
         self,

@@ -16,6 +16,7 @@ from voxgate.catalog import CATALOG
 from voxgate.config import Settings
 from voxgate.engines.base import Segment
 from voxgate.engines.whisper import FITTED_MAX_SECONDS, RATE, WhisperSTT, _segments, _until_restart
+from voxgate.realtime import _BACKCHANNEL_PROMPT, is_backchannel
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -23,6 +24,8 @@ QUESTIONS = (
     "Please turn off the lights in the kitchen.",
 )
 SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over and over
+HUMMED = "Uh-huh."  # tiny.en is unsure what this is
+OBJECTION = "Oh no."  # sure, though its punctuation is not
 
 
 def _path(name: str) -> Path:
@@ -44,7 +47,7 @@ def spoken() -> dict[str, np.ndarray]:
     voice = PiperVoice.load(_path("piper-en_US-joe-medium"))
     steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     said = {}
-    for text in QUESTIONS + SHORT:
+    for text in (*QUESTIONS, *SHORT, HUMMED, OBJECTION):
         chunks = list(voice.synthesize(text, syn_config=steady))
         pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.float32) / 32768
         speech = resample(pcm, chunks[0].sample_rate, RATE)
@@ -66,6 +69,17 @@ def test_a_single_word_is_heard_once(stt, spoken, word):
 
 def test_silence_is_heard_as_nothing(stt):
     assert stt.transcribe(np.zeros(2 * RATE, np.float32)).text == ""
+    assert stt.alternatives(np.zeros(RATE, np.float32)) == ()
+
+
+def test_a_sure_reading_stands_alone_and_an_unsure_one_comes_with_its_close_rivals(stt, spoken):
+    """How speech over a reply is heard: "Oh no." must not also read as something else
+    (its rival "Oh no" differs only in a comma); a hummed acknowledgement the model is unsure
+    of is judged by every reading close to its best."""
+    readings = stt.alternatives(spoken[OBJECTION], prompt=_BACKCHANNEL_PROMPT)
+    assert len(readings) == 1 and words(readings[0]) == words(OBJECTION), readings
+    readings = stt.alternatives(spoken[HUMMED], prompt=_BACKCHANNEL_PROMPT)
+    assert len(readings) >= 2 and all(map(is_backchannel, readings)), readings
 
 
 def test_speech_after_a_long_silence_takes_the_long_path(stt, spoken):

@@ -90,6 +90,17 @@ class ChatModel(Engine, Protocol):
 
 
 @runtime_checkable
+class HearsAlternatives(Protocol):
+    """A speech-to-text model that can say what else short speech may have been."""
+
+    def alternatives(
+        self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None
+    ) -> tuple[str, ...]:
+        """The readings it finds nearly as likely as its best, best first; () for no speech."""
+        ...
+
+
+@runtime_checkable
 class ReadiesFollowUps(Protocol):
     """A chat model that can prepare, while idle, for a conversation's next message."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
@@ -32,6 +33,14 @@ _SECONDS_PER_TIMESTAMP = 0.02
 _LAST_WORD_SECONDS = 0.3  # less speech than this left cannot hold another segment
 # The silence faster-whisper's `vad_filter` cuts, so both paths hear the same speech.
 _VAD = VadOptions(min_silence_duration_ms=160)
+ALTERNATIVE_READINGS = 5
+# Readings are compared by mean log-probability a token. A best reading above
+# `SURE_ABOVE` stands alone; below it, readings within `ALTERNATIVE_WITHIN` of it were
+# heard too. Piper's hummed acknowledgements misheard as words ("In a month.", "Ow.")
+# scored -0.46 to -0.98, with the acknowledgement 0.07 to 0.42 behind; its "Hey." scored
+# -0.19 to -0.35, with "Okay." 0.18 to 0.7 behind.
+SURE_ABOVE = -0.4
+ALTERNATIVE_WITHIN = 0.5
 
 
 class WhisperSTT:
@@ -73,22 +82,11 @@ class WhisperSTT:
             return Transcription("", "en", duration)
         speech = collect_chunks(samples, speech_chunks)[0][0]
         seconds = len(speech) / RATE
-        features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))[None]
+        features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))
         tokenizer = Tokenizer(self._model.hf_tokenizer, False, task="transcribe", language="en")
-        previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt else []
-        start = previous + list(tokenizer.sot_sequence)
-        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamps
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
-        result = self._model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)),
-            [start],
-            beam_size=1,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            max_length=len(start) + most,
-            **sampling,
-        )
-        segments, whole = _segments(result[0].sequences_ids[0], tokenizer, seconds)
+        result = self._decode(features, _opening(tokenizer, prompt), seconds, beam_size=1, **sampling)
+        segments, whole = _segments(result.sequences_ids[0], tokenizer, seconds)
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
         found = tuple(
             Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True), s.text)
@@ -105,12 +103,68 @@ class WhisperSTT:
             return None
         return Transcription(text, "en", duration, found)
 
+    def alternatives(
+        self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None
+    ) -> tuple[str, ...]:
+        """Short speech in the 30 s window, decoded with a beam of `ALTERNATIVE_READINGS`: the
+        best reading, and when it is unsure, the others close to it. Whisper often hears a
+        hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement close behind."""
+        if self.multilingual and language is None:  # a language to decode in is needed first
+            heard = self.transcribe(samples, prompt=prompt)
+            return (heard.text,) if heard.text else ()
+        speech_chunks = get_speech_timestamps(samples, _VAD)
+        if not speech_chunks:
+            return ()
+        speech = collect_chunks(samples, speech_chunks)[0][0]
+        tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self.multilingual,
+            task="transcribe",
+            language=language if self.multilingual else "en",
+        )
+        result = self._decode(
+            pad_or_trim(self._model.feature_extractor(speech)),
+            [*_opening(tokenizer, prompt), tokenizer.no_timestamps],
+            len(speech) / RATE,
+            beam_size=ALTERNATIVE_READINGS,
+            num_hypotheses=ALTERNATIVE_READINGS,
+            return_scores=True,
+        )
+        best = result.scores[0]
+        floor = best if best > SURE_ABOVE else best - ALTERNATIVE_WITHIN
+        close = (
+            tokenizer.decode(ids).strip()
+            for ids, score in zip(result.sequences_ids, result.scores, strict=True)
+            if score >= floor
+        )
+        return tuple(dict.fromkeys(text for text in close if text))
+
+    def _decode(
+        self, features: np.ndarray, start: list[int], seconds: float, **options
+    ) -> ctranslate2.models.WhisperGenerationResult:
+        """Decode `seconds` of speech, as mel `features`, after the `start` tokens."""
+        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamps
+        return self._model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
+            [start],
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_length=len(start) + most,
+            **options,
+        )[0]
+
     def warm_up(self) -> None:
         # A short chirp, through both paths, so the decoder really runs once.
         t = np.linspace(0, 1, RATE, dtype=np.float32)
         chirp = 0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t)
         self._model.transcribe(chirp, language="en", beam_size=1)
         self._fitted(chirp, None, 0.0)
+
+
+def _opening(tokenizer: Tokenizer, prompt: str | None) -> list[int]:
+    """The tokens that start a transcript: the prompt as text said before, then the task."""
+    previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())] if prompt else []
+    return previous + list(tokenizer.sot_sequence)
 
 
 def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> tuple[list[Segment], bool]:
