@@ -53,6 +53,10 @@ MAX_UTTERANCE_SECONDS = 60.0
 # How far a client's microphone audio may run ahead of real time (a network burst); past
 # that its socket is not read until real time catches up: faster audio is paced, not buffered.
 PACE_AHEAD_SECONDS = 2.0
+# Speech that starts this soon after the reply's first words went out began before the user
+# could hear them (a person answers what they heard some 200 ms later at the quickest, and
+# the VAD's start lags the voice): they were still talking, and the turn had ended too soon.
+WENT_ON_SECONDS = 0.4
 _HEARD_ONSETS = frozenset(("in", "and", "then"))  # heard before a hummed "mm-hmm" (is_backchannel)
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
@@ -134,6 +138,8 @@ class _Turn:
         self.confirmed = asyncio.Event()
         self.confirmed_at: float | None = None
         self.first_audio_at: float | None = None
+        self.began_at: float | None = None  # when the reply's first words went out
+        self.kept = True  # stored as far as it was heard if stopped; False: dropped, the turn goes on
         self.heard: Heard | None = None
         self.transcript: str | None = None  # known before the turn is confirmed
         self.transcribed = asyncio.Event()  # set once the transcript is known (or never will be)
@@ -178,7 +184,7 @@ class _Turn:
                     await session.output_open.wait()
                     await self._deliver(turn, event)
             except asyncio.CancelledError:
-                if self.confirmed.is_set():
+                if self.confirmed.is_set() and self.kept:
                     await self._store_interrupted(turn)
                 raise
             finally:
@@ -226,9 +232,9 @@ class _Turn:
             case TextDelta(text):
                 self.sent.text.append(text)
                 if session.options.reply_as == "text":
-                    session.reply_began()
+                    self.began_at = self.began_at or time.monotonic()
             case ClauseAudio():
-                session.reply_began()
+                self.began_at = self.began_at or time.monotonic()
                 self.first_audio_at = self.first_audio_at or time.monotonic()
         name, data = wire_event(event, session.options.voice_format)
         await session.send({"type": name, **data})
@@ -275,6 +281,7 @@ class _Turn:
 class _Overlap:
     """Speech heard while a reply plays, not yet judged an interruption."""
 
+    went_on: bool  # it began before the user could have heard the reply: they were still talking
     echo: bool = False
     checked: int = 0  # samples of the utterance judged so far
 
@@ -385,9 +392,6 @@ class RealtimeSession:
 
     # Called by a turn as it delivers.
 
-    def reply_began(self) -> None:
-        self._unanswered = np.zeros(0, np.float32)
-
     def played(self, chunk: ClauseAudio) -> float:
         """Track the reply audio the client plays (to know when it ends); returns when this
         chunk starts playing."""
@@ -407,10 +411,14 @@ class RealtimeSession:
     async def _on_speech(self, event: str) -> None:
         if event == "start":
             await self.send({"type": "speech.started"})
-            if self._reply is not None and self._reply.running:
-                sent = self._reply.sent
-                if sent.spoken if self.options.reply_as == "voice" else sent.text:
-                    self._overlap = _Overlap()  # judged as it goes on
+            reply = self._reply
+            began = None if reply is None or reply.began_at is None else time.monotonic() - reply.began_at
+            heard = began is not None and began >= WENT_ON_SECONDS
+            if heard:
+                self._unanswered = np.zeros(0, np.float32)  # what the user says now follows the reply
+            if reply is not None and reply.running:
+                if began is not None:
+                    self._overlap = _Overlap(went_on=not heard)  # judged as it goes on
                 else:
                     await self.interrupt()  # nothing said yet: the user simply went on talking
         elif event == "pause":
@@ -478,7 +486,11 @@ class RealtimeSession:
                 await self._barge_in()
 
     async def _barge_in(self) -> None:
-        self._overlap = None
+        overlap, self._overlap = self._overlap, None
+        if overlap is not None and overlap.went_on and self._reply is not None:
+            # The turn was ended too soon: its reply is dropped, not stored, and what the
+            # user says now is heard together with what they said before.
+            self._reply.kept = False
         await self.interrupt()
 
     async def _hold(self) -> None:

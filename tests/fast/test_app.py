@@ -29,9 +29,11 @@ class FakeSTT:
 
     def __init__(self) -> None:
         self.deadlines: list[float] = []  # when each transcription was due (scheduler deadline)
+        self.seconds: list[float] = []  # how much audio each one heard
 
     def transcribe(self, samples, *, language=None, prompt=None, temperature=0.0) -> Transcription:
         self.deadlines.append(current_deadline())
+        self.seconds.append(len(samples) / RATE)
         return Transcription("what did I say", language or "en", len(samples) / RATE)
 
     def warm_up(self) -> None:
@@ -215,12 +217,19 @@ def test_realtime_session_answers_typed_input(client):
     assert message["reply"] == "You said Hello. I was given 2 messages."
 
 
-def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list[str], dict]:
-    """Speak the recorded question (hibari "heart") on the realtime socket, then 1.5 s of
-    silence (and, if given, type a message): the event types up to `done`, and `done`."""
+SILENCE = bytes(2 * RATE // 50)  # 20 ms of pcm16
+
+
+def recorded_question() -> bytes:
+    """The recorded question (hibari "heart"), pcm16."""
     with wave.open(str(Path(__file__).parent / "data" / "question.wav")) as clip:
-        speech = clip.readframes(clip.getnframes())
-    silence = bytes(2 * RATE // 50)  # 20 ms
+        return clip.readframes(clip.getnframes())
+
+
+def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list[str], dict]:
+    """Speak the recorded question on the realtime socket, then 1.5 s of silence (and, if
+    given, type a message): the event types up to `done`, and `done`."""
+    speech, silence = recorded_question(), SILENCE
     with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
         ws.send_json(
             {
@@ -261,3 +270,41 @@ def test_a_spoken_turns_first_audio_work_is_due_when_the_user_stopped_talking(cl
     assert kinds.count("audio") == 2, kinds  # "You said what did I say." + "I was given 2 messages."
     heard, spoken = app.state.models.fakes[Role.STT].deadlines, app.state.models.fakes[Role.TTS].deadlines
     assert spoken[0] == heard[0]
+
+
+@pytest.mark.parametrize("went_on_seconds", [0.0, 30.0])
+def test_speech_right_after_a_reply_began_continues_the_turn_else_interrupts(client, app, monkeypatch, went_on_seconds):
+    """The turn ends at a pause, its reply begins, and the user talks on. Had they had time
+    to hear the reply (`WENT_ON_SECONDS`, made 0 or 30 s here), they interrupted it: it is
+    stored as far as it went. If not, the turn had ended too soon: the reply is dropped, and
+    the next is to both utterances heard as one."""
+    monkeypatch.setattr("voxgate.realtime.WENT_ON_SECONDS", went_on_seconds)
+    model, answer = llm(app), llm(app).generate
+
+    def slowly(request: ChatRequest, on_delta=None) -> ChatResult:  # a reply still going when the user goes on
+        return answer(request, lambda text: time.sleep(0.2) or bool(on_delta and on_delta(text)))
+
+    monkeypatch.setattr(model, "generate", slowly)
+    speech = recorded_question()
+    frames = [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
+    with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        ws.send_json({"type": "session.start", "reply_as": "text", "input_format": "pcm16", "sample_rate": RATE})
+        assert ws.receive_json()["type"] == "session.ready"
+        for frame in [SILENCE] * 15 + frames + [SILENCE] * 50 + frames + [SILENCE] * 75:
+            ws.send_bytes(frame)
+        log = []
+        while (message := ws.receive_json())["type"] != "done":
+            log.append(message)
+    kinds = [m["type"] for m in log]
+    assert kinds.count("speech.stopped") == 2, kinds  # the reply to the first had begun
+    stored = client.get(f"/v1/conversations/{message['conversation_id']}").json()["messages"]
+    heard = app.state.models.fakes[Role.STT].seconds
+    if went_on_seconds:
+        assert "interrupted" not in kinds, kinds
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+        assert heard[-1] > 2 * heard[0] - 0.5  # both questions in one
+    else:
+        interrupted = next(m for m in log if m["type"] == "interrupted")
+        assert interrupted["reply"] and message["reply"].startswith(interrupted["reply"].split()[0])
+        assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+        assert heard[-1] < heard[0] + 0.5  # the second question alone
