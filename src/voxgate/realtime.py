@@ -412,13 +412,19 @@ class RealtimeSession:
         if event == "start":
             await self.send({"type": "speech.started"})
             reply = self._reply
-            began = None if reply is None or reply.began_at is None else time.monotonic() - reply.began_at
-            heard = began is not None and began >= WENT_ON_SECONDS
-            if heard:
+            began = reply is not None and reply.began_at is not None
+            # A spoken turn whose reply began too recently for the user to have heard it.
+            went_on = (
+                reply is not None
+                and reply.began_at is not None
+                and reply.request.samples is not None
+                and time.monotonic() - reply.began_at < WENT_ON_SECONDS
+            )
+            if began and not went_on:
                 self._unanswered = np.zeros(0, np.float32)  # what the user says now follows the reply
             if reply is not None and reply.running:
-                if began is not None:
-                    self._overlap = _Overlap(went_on=not heard)  # judged as it goes on
+                if began:
+                    self._overlap = _Overlap(went_on=went_on)  # judged as it goes on
                 else:
                     await self.interrupt()  # nothing said yet: the user simply went on talking
         elif event == "pause":
@@ -585,5 +591,6 @@ class RealtimeSession:
     async def _start(self, turn: TurnInput, *, speech_end_at: float | None, **overrides) -> None:
         """A turn that needs no decision (typed, or a whole recording): answer now."""
         await self.interrupt()
+        self._unanswered = np.zeros(0, np.float32)  # a spoken turn still unanswered was given up
         self._reply = self._new_turn(turn, speech_end_at, **overrides)
         self._reply.confirm()

@@ -272,6 +272,34 @@ def test_a_spoken_turns_first_audio_work_is_due_when_the_user_stopped_talking(cl
     assert spoken[0] == heard[0]
 
 
+def answer_slowly(app, monkeypatch) -> None:
+    """0.2 s a word: the reply is still going when the user talks again."""
+    model, answer = llm(app), llm(app).generate
+
+    def slowly(request: ChatRequest, on_delta=None) -> ChatResult:
+        return answer(request, lambda text: time.sleep(0.2) or bool(on_delta and on_delta(text)))
+
+    monkeypatch.setattr(model, "generate", slowly)
+
+
+def question_frames() -> list[bytes]:
+    speech = recorded_question()
+    return [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
+
+
+def start_text_session(ws) -> None:
+    ws.send_json({"type": "session.start", "reply_as": "text", "input_format": "pcm16", "sample_rate": RATE})
+    assert ws.receive_json()["type"] == "session.ready"
+
+
+def until_done(ws) -> list[dict]:
+    """The session's messages up to and including `done`."""
+    log = [ws.receive_json()]
+    while log[-1]["type"] != "done":
+        log.append(ws.receive_json())
+    return log
+
+
 @pytest.mark.parametrize("went_on_seconds", [0.0, 30.0])
 def test_speech_right_after_a_reply_began_continues_the_turn_else_interrupts(client, app, monkeypatch, went_on_seconds):
     """The turn ends at a pause, its reply begins, and the user talks on. Had they had time
@@ -279,22 +307,14 @@ def test_speech_right_after_a_reply_began_continues_the_turn_else_interrupts(cli
     stored as far as it went. If not, the turn had ended too soon: the reply is dropped, and
     the next is to both utterances heard as one."""
     monkeypatch.setattr("voxgate.realtime.WENT_ON_SECONDS", went_on_seconds)
-    model, answer = llm(app), llm(app).generate
-
-    def slowly(request: ChatRequest, on_delta=None) -> ChatResult:  # a reply still going when the user goes on
-        return answer(request, lambda text: time.sleep(0.2) or bool(on_delta and on_delta(text)))
-
-    monkeypatch.setattr(model, "generate", slowly)
-    speech = recorded_question()
-    frames = [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
+    answer_slowly(app, monkeypatch)
+    frames = question_frames()
     with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
-        ws.send_json({"type": "session.start", "reply_as": "text", "input_format": "pcm16", "sample_rate": RATE})
-        assert ws.receive_json()["type"] == "session.ready"
+        start_text_session(ws)
         for frame in [SILENCE] * 15 + frames + [SILENCE] * 50 + frames + [SILENCE] * 75:
             ws.send_bytes(frame)
-        log = []
-        while (message := ws.receive_json())["type"] != "done":
-            log.append(message)
+        log = until_done(ws)
+    message = log.pop()
     kinds = [m["type"] for m in log]
     assert kinds.count("speech.stopped") == 2, kinds  # the reply to the first had begun
     stored = client.get(f"/v1/conversations/{message['conversation_id']}").json()["messages"]
@@ -308,3 +328,22 @@ def test_speech_right_after_a_reply_began_continues_the_turn_else_interrupts(cli
         assert interrupted["reply"] and message["reply"].startswith(interrupted["reply"].split()[0])
         assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
         assert heard[-1] < heard[0] + 0.5  # the second question alone
+
+
+def test_a_typed_question_talked_over_at_once_is_interrupted_not_dropped(client, app, monkeypatch):
+    """Only a spoken turn can have ended too soon: a typed one talked over as its reply
+    begins is interrupted and stored as far as it went, and the speech is a turn of its own."""
+    monkeypatch.setattr("voxgate.realtime.WENT_ON_SECONDS", 30.0)
+    answer_slowly(app, monkeypatch)
+    with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        start_text_session(ws)
+        ws.send_json({"type": "input.text", "text": "Hello."})
+        assert ws.receive_json()["type"] == "text"  # the reply began
+        for frame in [SILENCE] * 5 + question_frames() + [SILENCE] * 75:
+            ws.send_bytes(frame)
+        log = until_done(ws)
+    interrupted = [m for m in log if m["type"] == "interrupted"]
+    assert interrupted, [m["type"] for m in log]
+    stored = client.get(f"/v1/conversations/{log[-1]['conversation_id']}").json()["messages"]
+    assert [m["text"] for m in stored[:2]] == ["Hello.", interrupted[0]["reply"]]
+    assert [m["text"] for m in stored[2:]] == ["what did I say", log[-1]["reply"]]
