@@ -121,6 +121,8 @@ DEFINITIONS = {
     "while the speech over it was heard and judged",
     "backchannel_interrupted": f"`interrupted` arrived within {BACKCHANNEL_WINDOW:.0f} s after the "
     "acknowledgement's speech ended",
+    "speech_over_replies": "how the server heard and judged each short speech over a reply (its log lines: "
+    "Whisper's close readings, back-channel or interruption)",
     "event times": "raw samples list every server message as [ms since the session's socket opened, type, detail]",
 }
 TARGETS = {
@@ -251,14 +253,16 @@ def _ready(url: str) -> bool:
         return False
 
 
+def server_log(workdir: Path) -> list[str]:
+    log = workdir / "server.log"
+    return log.read_text(errors="replace").splitlines() if log.exists() else []
+
+
 def server_log_problems(workdir: Path) -> list[str]:
     """Errors the server logged during the run, each with its traceback."""
-    log = workdir / "server.log"
-    if not log.exists():
-        return []
     problems: list[str] = []
     inside = False
-    for line in log.read_text(errors="replace").splitlines():
+    for line in server_log(workdir):
         if line.startswith(("ERROR", "CRITICAL")):
             inside = True
         elif line.startswith(("INFO", "WARNING", "DEBUG")):
@@ -1144,6 +1148,7 @@ def main() -> None:
         results = asyncio.run(run_cases(bench, cases))
         load["end"] = os.getloadavg()
         problems = server_log_problems(Path(tmp))
+        judged = [line[:300] for line in server_log(Path(tmp)) if "speech over the reply heard as" in line]
     met = show(results, console)
     report = {
         "timestamp": datetime.now(UTC).isoformat(),
@@ -1181,6 +1186,7 @@ def main() -> None:
         "targets": TARGETS,
         "targets_met": met,
         "server_log_problems": problems,
+        "speech_over_replies": judged,
         "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
