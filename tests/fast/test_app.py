@@ -220,16 +220,24 @@ def test_realtime_session_answers_typed_input(client):
 SILENCE = bytes(2 * RATE // 50)  # 20 ms of pcm16
 
 
-def recorded_question() -> bytes:
-    """The recorded question (hibari "heart"), pcm16."""
+def question_frames() -> list[bytes]:
+    """The recorded question (hibari "heart"), pcm16, in 20 ms frames."""
     with wave.open(str(Path(__file__).parent / "data" / "question.wav")) as clip:
-        return clip.readframes(clip.getnframes())
+        speech = clip.readframes(clip.getnframes())
+    return [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
+
+
+def until_done(ws) -> list[dict]:
+    """The session's messages up to and including `done`."""
+    log = [ws.receive_json()]
+    while log[-1]["type"] != "done":
+        log.append(ws.receive_json())
+    return log
 
 
 def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list[str], dict]:
     """Speak the recorded question on the realtime socket, then 1.5 s of silence (and, if
     given, type a message): the event types up to `done`, and `done`."""
-    speech, silence = recorded_question(), SILENCE
     with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
         ws.send_json(
             {
@@ -241,18 +249,12 @@ def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list
             }
         )
         assert ws.receive_json()["type"] == "session.ready"
-        for _ in range(15):
-            ws.send_bytes(silence)
-        for start in range(0, len(speech), len(silence)):
-            ws.send_bytes(speech[start : start + len(silence)])
-        for _ in range(75):
-            ws.send_bytes(silence)
+        for frame in [SILENCE] * 15 + question_frames() + [SILENCE] * 75:
+            ws.send_bytes(frame)
         if then_type:
             ws.send_json({"type": "input.text", "text": then_type})
-        kinds = []
-        while (message := ws.receive_json())["type"] != "done":
-            kinds.append(message["type"])
-    return kinds, message
+        *before, done = until_done(ws)
+    return [m["type"] for m in before], done
 
 
 def test_a_turn_the_model_doubts_at_the_pause_ends_at_its_second_look(client):
@@ -282,22 +284,9 @@ def answer_slowly(app, monkeypatch) -> None:
     monkeypatch.setattr(model, "generate", slowly)
 
 
-def question_frames() -> list[bytes]:
-    speech = recorded_question()
-    return [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
-
-
 def start_text_session(ws) -> None:
     ws.send_json({"type": "session.start", "reply_as": "text", "input_format": "pcm16", "sample_rate": RATE})
     assert ws.receive_json()["type"] == "session.ready"
-
-
-def until_done(ws) -> list[dict]:
-    """The session's messages up to and including `done`."""
-    log = [ws.receive_json()]
-    while log[-1]["type"] != "done":
-        log.append(ws.receive_json())
-    return log
 
 
 @pytest.mark.parametrize("went_on_seconds", [0.0, 30.0])
