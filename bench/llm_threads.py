@@ -3,10 +3,12 @@
 Each of `--sessions` threads holds a conversation of 4 questions (staggered by 0.7 s, 2.5 s of
 listening between turns), as the realtime benchmark's `four` case does, but with nothing but
 llama.cpp running: time to the first token and to the 7th (about a first clause). `--busy`
-adds a process spinning on one core, as the `four_busy` case does.
+adds a process spinning on one core, as the `four_busy` case does. `--together` decodes every
+request at once, as llama.cpp alone does, instead of one at a time in deadline order (`Floor`).
 
     python bench/llm_threads.py --threads 1 --batch-threads 1 --poll 50          # the budget's split
     python bench/llm_threads.py --threads 2 --batch-threads 2 --poll 0 --busy    # both cores, under load
+    python bench/llm_threads.py --together                                       # without the floor
 """
 
 import argparse
@@ -23,6 +25,7 @@ from voxgate.catalog import Role
 from voxgate.config import Settings
 from voxgate.engines.base import ChatMessage, ChatRequest
 from voxgate.engines.llamacpp import LlamaCppLLM
+from voxgate.scheduler import Floor
 
 QUESTIONS = [
     "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--poll", type=int, default=50, help="llama.cpp's busy-wait before a thread sleeps (0: none)")
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--busy", action="store_true", help="a process spinning on one core beside it")
+    parser.add_argument("--together", action="store_true", help="decode all requests at once (no floor)")
     args = parser.parse_args()
 
     settings = Settings()
@@ -52,6 +56,9 @@ def main() -> None:
         return server(params)
 
     xllamacpp.Server = configured
+    if args.together:  # every claim has the floor at once and is never asked to step aside
+        Floor._wait_turn = lambda self, key: True
+        Floor._outranked = lambda self, key: False
     llm = LlamaCppLLM(settings.llm.model, path, threads=args.threads, context=settings.llm.context, slots=4)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     first, seventh = [], []
@@ -83,7 +90,8 @@ def main() -> None:
             spinner.kill()
     print(
         f"threads {args.threads} / prompt {args.batch_threads}, poll {args.poll}, {args.sessions} conversations"
-        f"{', busy core' if args.busy else ''}: first token median {statistics.median(first):.0f} ms "
+        f"{', busy core' if args.busy else ''}{', together' if args.together else ''}"
+        f": first token median {statistics.median(first):.0f} ms "
         f"(max {max(first):.0f}), 7th token median {statistics.median(seventh):.0f} ms (max {max(seventh):.0f})"
     )
 

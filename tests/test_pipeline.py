@@ -227,3 +227,70 @@ def test_short_speech_is_read_every_way_the_stt_can_say(stt, readings):
     heard = asyncio.run(pipeline.readings(DecodedAudio(np.zeros(8_000, np.float32), "pcm"), prompt="Mm-hmm."))
     pipeline.close()
     assert heard == readings
+
+
+class DeadlineRecordingLLM:
+    """Writes `reply` word by word and records, at each word, the deadline its caller gave."""
+
+    name = "fake-llm"
+
+    def __init__(self, reply: str):
+        self.reply = reply
+        self.seen: list[tuple[str, float]] = []  # (text so far, deadline then)
+        self.deadline = None
+
+    def generate(self, request, on_delta=None):
+        from voxgate.engines.base import ChatResult
+        from voxgate.scheduler import caller_deadline
+
+        self.deadline, written = caller_deadline(), ""
+        for word in self.reply.split(" "):
+            written += word + " "
+            self.seen.append((written.strip(), self.deadline.at))
+            if on_delta is not None and on_delta(word + " "):
+                return ChatResult(written.strip(), "cancelled")
+        return ChatResult(self.reply, "stop")
+
+
+def test_a_reply_is_due_with_its_caller_until_its_first_clause_then_at_speaking_pace():
+    from voxgate.engines.base import ChatMessage
+    from voxgate.scheduler import due_at
+
+    llm = DeadlineRecordingLLM("Sure thing. Paris is the capital of France, on the Seine. It is lovely.")
+    pipeline = text_pipeline(llm, context=10_000)
+    spoke_until = time.monotonic() - 0.2  # the user stopped talking 200 ms ago
+
+    async def ask():
+        with due_at(spoke_until):
+            return await pipeline.chat(pipeline.chat_request([ChatMessage("user", "Tell me about Paris.")]))
+
+    asyncio.run(asyncio.wait_for(ask(), 30))
+    pipeline.close()
+    due = dict(llm.seen)
+    assert due["Sure"] == due["Sure thing."] == spoke_until  # the listener waits for the first clause
+    # After it, each clause is due when the ones before it will have been heard (15 chars/s),
+    # less the playback margin.
+    first_written = due["Sure thing. Paris"] - (len("Sure thing.") / 15 - 0.5)
+    assert spoke_until < first_written < time.monotonic()
+    on = "Sure thing. Paris is the capital of France, on"
+    it = on + " the Seine. It"
+    assert due[on] - due["Sure thing. Paris"] == pytest.approx(len("Paris is the capital of France,") / 15)
+    assert due[it] - due[on] == pytest.approx(len("on the Seine.") / 15)
+
+
+def test_a_reply_left_early_is_waited_for_by_nobody():
+    from voxgate.engines.base import ChatMessage
+
+    llm = DeadlineRecordingLLM("One two three four five six seven eight nine ten.")
+    pipeline = text_pipeline(llm, context=10_000)
+
+    async def read_two():
+        replies = pipeline.stream_chat(pipeline.chat_request([ChatMessage("user", "Count.")]))
+        async for _ in replies:
+            if llm.deadline is not None and not llm.deadline.abandoned:
+                break
+        await replies.aclose()
+
+    asyncio.run(asyncio.wait_for(read_two(), 30))
+    pipeline.close()
+    assert llm.deadline.abandoned  # a turn still waiting for the model would give up its place

@@ -36,7 +36,7 @@ from voxgate.errors import BadRequest, ContextExceeded, NoSpeech, PayloadTooLarg
 from voxgate.lanes import Emit, Lane
 from voxgate.prompts import estimate_tokens, fit_history, system_prompt
 from voxgate.registry import Registry
-from voxgate.scheduler import DeadlinePool, due_at
+from voxgate.scheduler import Deadline, DeadlinePool, current_deadline, due_at
 from voxgate.turn_events import ClauseAudio, Heard, TextDelta, TurnDone, TurnEvent, TurnInput, TurnResult
 
 log = logging.getLogger("voxgate")
@@ -59,6 +59,28 @@ class _Stopwatch:
 
 _END = object()
 _PLAYBACK_MARGIN = 0.5  # seconds of audio a client should still have queued when the next clause arrives
+_SPOKEN_CHARS_PER_SECOND = 15.0  # the voices speak 12-14 at speed 1: more is the safe side
+
+
+class _ReplyPace:
+    """Moves a reply's deadline as it is written. Its first clause is due at the caller's
+    deadline: the listener waits for it. Each later clause only when the clauses before it
+    will have been heard (at speaking pace, which a reader keeps up with too), less the
+    playback margin; until then another reply's first clause may go first."""
+
+    def __init__(self, deadline: Deadline):
+        self.deadline = deadline
+        self._chunker = SentenceChunker()
+        self._first_at: float | None = None  # when the first clause was written
+        self._chars = 0  # in the clauses written
+
+    def wrote(self, delta: str) -> None:
+        if not (pieces := self._chunker.push(delta)):
+            return
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+        self._chars += sum(len(piece) for piece in pieces)
+        self.deadline.at = self._first_at + self._chars / _SPOKEN_CHARS_PER_SECOND - _PLAYBACK_MARGIN
 
 
 class Pipeline:
@@ -151,13 +173,20 @@ class Pipeline:
     def stream_chat(self, request: ChatRequest, *, model: str | None = None) -> AsyncGenerator[str | ChatResult, None]:
         """Text deltas as they are generated, then the ChatResult. Starts now, so a full
         lane raises here, before any byte is sent; leaving early stops the LLM."""
+        pace = _ReplyPace(Deadline(current_deadline()))
 
         def answer(llm: ChatModel, emit: Emit) -> None:
-            emit(result := llm.generate(request, on_delta=emit))
+            def on_delta(delta: str) -> bool:
+                pace.wrote(delta)
+                return emit(delta)
+
+            with due_at(pace.deadline):
+                emit(result := llm.generate(request, on_delta=on_delta))
             if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, ReadiesFollowUps):
                 self._ready_follow_up((*request.messages, ChatMessage("assistant", result.text)), model)
 
-        return self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
+        items = self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
+        return _abandoning(items, pace.deadline)
 
     def _ready_follow_up(self, conversation: tuple[ChatMessage, ...], model: str | None) -> None:
         """Let the LLM ready `conversation`'s next turn once its threads have nothing more
@@ -414,6 +443,19 @@ def _usage(result: ChatResult) -> dict[str, int]:
         "completion_tokens": result.completion_tokens,
         "cached_tokens": result.cached_tokens,  # of the prompt: the prefix the engine had cached
     }
+
+
+async def _abandoning(
+    items: AsyncGenerator[str | ChatResult, None], deadline: Deadline
+) -> AsyncGenerator[str | ChatResult, None]:
+    """`items`; once their consumer is done with them, nobody waits for the work behind
+    them, so a reply left early (barge-in, a dropped speculative turn) takes nobody's turn."""
+    async with aclosing(items):
+        try:
+            async for item in items:
+                yield item
+        finally:
+            deadline.abandon()
 
 
 async def _result_of(items: AsyncGenerator[str | ChatResult, None]) -> ChatResult:

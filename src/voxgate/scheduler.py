@@ -17,30 +17,49 @@ leaving a gap in playback.
 import contextvars
 import heapq
 import itertools
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-# When the work submitted from the current task is due (time.monotonic()); None: now.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("voxgate_deadline", default=None)
+
+class Deadline:
+    """When work is due (time.monotonic()). Its owner may move it while the work runs: a
+    reply is urgent until its first clause is written, then due at the pace it is heard."""
+
+    def __init__(self, at: float):
+        self.at = at
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Nobody waits for the work any more: it goes behind everything, and need not run."""
+        self.at, self.abandoned = math.inf, True
+
+
+# When the work submitted from the current task is due; None: now.
+_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("voxgate_deadline", default=None)
 
 
 @contextmanager
-def due_at(deadline: float | None):
+def due_at(deadline: float | Deadline | None):
     """Work submitted inside this block is due at `deadline` (None: now, most urgent)."""
-    token = _deadline.set(deadline)
+    token = _deadline.set(Deadline(deadline) if isinstance(deadline, float | int) else deadline)
     try:
         yield
     finally:
         _deadline.reset(token)
 
 
+def caller_deadline() -> Deadline:
+    """The current task's deadline, live (a fixed one at now when none was set)."""
+    return _deadline.get() or Deadline(time.monotonic())
+
+
 def current_deadline() -> float:
-    deadline = _deadline.get()
-    return time.monotonic() if deadline is None else deadline
+    return caller_deadline().at
 
 
 @dataclass(order=True)
@@ -103,3 +122,65 @@ class DeadlinePool:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout)
+
+
+class Floor:
+    """One user at a time of something that work shares badly, the most urgent first; the
+    user is told when to step aside for more urgent work.
+
+    Why for llama.cpp on a small CPU: decoding n replies together takes about n times as
+    long per token (bench/llm_floor.py), so every reply's first clause comes at the pace of
+    all of them. One at a time, earliest deadline first, the same work ends as soon for
+    the last and much sooner for the others.
+    """
+
+    _RECHECK_SECONDS = 0.05  # deadlines move without notice (their owners set them)
+
+    def __init__(self) -> None:
+        self._claims: dict[int, Deadline] = {}  # by arrival, which breaks ties
+        self._arrivals = itertools.count()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def claim(self, deadline: Deadline) -> Iterator["Claim"]:
+        with self._changed:
+            key = next(self._arrivals)
+            self._claims[key] = deadline
+            self._changed.notify_all()
+        try:
+            yield Claim(self, key)
+        finally:
+            with self._changed:
+                del self._claims[key]
+                self._changed.notify_all()
+
+    def _first(self) -> int:
+        return min(self._claims, key=lambda key: (self._claims[key].at, key))
+
+    def _wait_turn(self, key: int) -> bool:
+        with self._changed:
+            self._changed.notify_all()  # a claim stepping aside may make it another's turn
+            while self._first() != key:
+                if self._claims[key].abandoned:
+                    return False
+                self._changed.wait(self._RECHECK_SECONDS)
+            return not self._claims[key].abandoned
+
+    def _outranked(self, key: int) -> bool:
+        with self._changed:
+            return self._first() != key
+
+
+@dataclass(frozen=True)
+class Claim:
+    floor: Floor
+    key: int
+
+    def wait_turn(self) -> bool:
+        """Block until no claim is more urgent than this one; False (at once) if its
+        deadline was abandoned."""
+        return self.floor._wait_turn(self.key)
+
+    def urged(self) -> bool:
+        """Whether a more urgent claim waits: the holder should step aside now."""
+        return self.floor._outranked(self.key)

@@ -1,9 +1,13 @@
 """llama.cpp in-process: the `speculative` preset's pair (Qwen2.5-Coder 1.5B drafted by the
 0.5B) answers exactly as the 1.5B alone does at temperature 0: drafting changes speed only;
 and each conversation's prompt stays cached in its own slot, with the opening of its next
-message once readied."""
+message once readied; a more urgent request goes first, and the one that stepped aside
+for it goes on as if it had not."""
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -12,6 +16,7 @@ from voxgate.catalog import Role
 from voxgate.config import PRESETS, Settings
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult
 from voxgate.engines.llamacpp import LlamaCppLLM
+from voxgate.scheduler import due_at
 
 MODEL, DRAFT = PRESETS["speculative"]
 QUESTIONS = ("What is the capital of France?", "Name three planets.")
@@ -87,3 +92,44 @@ def test_a_readied_follow_up_finds_the_opening_of_its_message_cached_and_is_answ
     # The same follow-up words; readied, the template's opening of the message was already evaluated.
     assert plain.prompt_tokens - plain.cached_tokens - (readied.prompt_tokens - readied.cached_tokens) >= 3
     assert "madrid" in readied.text.lower() and "madrid" in plain.text.lower()
+
+
+def test_a_more_urgent_reply_goes_first_and_the_one_that_stepped_aside_reads_as_if_it_had_not():
+    llm, system, _ = _conversing()
+    long = ChatRequest(
+        (system, ChatMessage("user", "Name the planets of the solar system, one by one.")),
+        max_tokens=40,
+        temperature=0.0,
+        seed=0,
+    )
+    capital = ChatMessage("user", "What is the capital of France?")
+    urgent = ChatRequest((system, capital), max_tokens=20, temperature=0.0)
+    alone = llm.generate(long)
+    now = time.monotonic()
+    written: list[str] = []  # which reply wrote each piece, in order
+    five_pieces = threading.Event()
+
+    def write(name: str, request: ChatRequest, due: float) -> ChatResult:
+        def on_delta(_: str) -> bool:
+            written.append(name)
+            if written.count(name) == 5:
+                five_pieces.set()
+            return False
+
+        with due_at(due):
+            return llm.generate(request, on_delta=on_delta)
+
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(write, "later", long, now + 10)  # e.g. a later clause
+        assert five_pieces.wait(60)
+        first = pool.submit(write, "first", urgent, now)  # e.g. another user's first clause
+        assert "paris" in first.result(60).text.lower()
+        stepped_aside = later.result(60)
+    assert stepped_aside.text == alone.text
+    # Once the urgent reply had begun, the other wrote at most the piece it was decoding.
+    begun = written.index("first")
+    assert written[begun:].count("later") >= 5
+    assert written[begun : begun + written.count("first") + 1].count("later") <= 1
+    # And it is counted as if written in one go.
+    counts = (stepped_aside.prompt_tokens, stepped_aside.completion_tokens)
+    assert counts == (alone.prompt_tokens, alone.completion_tokens)

@@ -10,7 +10,9 @@ conversation is still going, which then evaluates its whole history again.
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import takewhile
 from pathlib import Path
 
@@ -19,6 +21,9 @@ import xllamacpp
 from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, OnDelta
 from voxgate.engines.openai_chat import chunk_pieces, request_body
 from voxgate.errors import ContextExceeded
+from voxgate.scheduler import Claim, Floor, caller_deadline
+
+_STEPPED_ASIDE = "stepped aside"  # a request stopped so a more urgent one can go first
 
 
 class SlotTable:
@@ -87,6 +92,7 @@ class LlamaCppLLM:
         self.name = name
         self._prefix = prefix
         self._slots = SlotTable(slots)
+        self._floor = Floor()
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = context * slots  # llama.cpp splits n_ctx evenly across slots
@@ -104,17 +110,51 @@ class LlamaCppLLM:
         self._server = xllamacpp.Server(params)
 
     def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        """Decoded one request at a time, the most urgent first (`Floor`): a reply steps
+        aside when a more urgent one waits, and goes on later from its cached
+        words (the text so far as the assistant's message, which llama.cpp continues)."""
         slot = self._slots.take(request.messages)
         texts: list[str] = []
         try:
-            return self._generate(request, slot, texts, on_delta)
+            with self._floor.claim(caller_deadline()) as claim:
+                return self._generate(request, slot, texts, on_delta, claim)
         finally:
             self._slots.give_back(slot, (*request.messages, ChatMessage("assistant", "".join(texts).strip())))
 
-    def _generate(self, request: ChatRequest, slot: int, texts: list[str], on_delta: OnDelta | None) -> ChatResult:
+    def _generate(
+        self, request: ChatRequest, slot: int, texts: list[str], on_delta: OnDelta | None, claim: Claim
+    ) -> ChatResult:
+        before = 0  # tokens written before this part (one per streamed piece)
+        while True:
+            if not claim.wait_turn():
+                return ChatResult("".join(texts).strip(), "cancelled")
+            part = request
+            if texts:
+                written = ChatMessage("assistant", "".join(texts))
+                part = replace(request, messages=(*request.messages, written), max_tokens=request.max_tokens - before)
+            pieces_before = len(texts)
+            finish_reason, (prompt, completion, cached) = self._decode(part, slot, texts, on_delta, claim.urged)
+            if finish_reason != _STEPPED_ASIDE:
+                # Counted as if written in one go: the tokens continued from were the reply's, not its
+                # prompt's; cached, those the last part found cached, less the reply's own.
+                return ChatResult(
+                    "".join(texts).strip(), finish_reason, prompt - before, completion + before, max(0, cached - before)
+                )
+            before += len(texts) - pieces_before
+
+    def _decode(
+        self,
+        request: ChatRequest,
+        slot: int,
+        texts: list[str],
+        on_delta: OnDelta | None,
+        step_aside: Callable[[], bool],
+    ) -> tuple[str, tuple[int, int, int]]:
+        """One llama.cpp request; its finish reason and usage (prompt, completion, cached)."""
         body = {**request_body(request), "cache_prompt": request.reuse_prefix, "id_slot": slot}
         finish_reason, usage = "cancelled", (0, 0, 0)
         error: Exception | None = None
+        ending = len(texts) + request.max_tokens  # at this many pieces llama.cpp ends the request anyway
 
         def on_chunk(chunk: dict) -> bool:
             nonlocal finish_reason, usage, error
@@ -129,12 +169,16 @@ class LlamaCppLLM:
                     if on_delta is not None and on_delta(piece.text):
                         finish_reason = "cancelled"
                         return True  # tells llama.cpp to stop this request
+                    # Not after a space: continued text ending in one is tokenized differently.
+                    if len(texts) < ending and not piece.text[-1].isspace() and step_aside():
+                        finish_reason = _STEPPED_ASIDE
+                        return True
             return False
 
         self._server.handle_chat_completions(body, on_chunk)
         if error is not None:
             raise error
-        return ChatResult("".join(texts).strip(), finish_reason, *usage)
+        return finish_reason, usage
 
     def ready_follow_up(self, conversation: tuple[ChatMessage, ...]) -> None:
         """While the model is idle, evaluate the opening of the user's next message into the
