@@ -129,9 +129,9 @@ class Floor:
     user is told when to step aside for more urgent work.
 
     Why for llama.cpp on a small CPU: decoding n replies together takes about n times as
-    long per token (bench/llm_floor.py), so every reply's first clause comes at the pace of
-    all of them. One at a time, earliest deadline first, the same work ends as soon for
-    the last and much sooner for the others.
+    long per token, so every first clause comes at the pace of all of them. One at a time,
+    earliest deadline first, the same work ends as soon for the last and much sooner for the
+    others (`bench/llm_threads.py` with and without `--together`).
     """
 
     _RECHECK_SECONDS = 0.05  # deadlines move without notice (their owners set them)
