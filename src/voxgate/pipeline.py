@@ -59,7 +59,7 @@ class _Stopwatch:
 
 _END = object()
 _PLAYBACK_MARGIN = 0.5  # seconds of audio a client should still have queued when the next clause arrives
-_SPOKEN_CHARS_PER_SECOND = 15.0  # the voices speak 12-14 at speed 1: more is the safe side
+_SPOKEN_CHARS_PER_SECOND = 15.0  # hibari heart spoke 11-14 in the benchmark's replies: more is the safe side
 
 
 class _ReplyPace:
