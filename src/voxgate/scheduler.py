@@ -12,6 +12,10 @@ they stopped talking (a realtime turn sets that with `due_at`; otherwise: when s
 so the longest-waiting person goes first; a later clause of another reply is due when the
 client will have played what it already has, so it waits behind first-audio work without
 leaving a gap in playback.
+
+The local LLM's share follows the same order through a `Floor`: one reply decodes at a
+time, and a reply past its first clause, due at the pace it is heard, steps aside for
+another's first clause.
 """
 
 import contextvars
