@@ -179,6 +179,9 @@ class Shutdown:
         await self._until(lambda: self._requests == 0, time.monotonic() + _TAIL_SECONDS)
         for close in self._sockets:
             close.set()
+        # uvicorn's own shutdown would close what is still open with 1012 and no reason:
+        # give each socket its turn to send 1001 first.
+        await self._until(lambda: not self._sockets, time.monotonic() + _TAIL_SECONDS)
 
     async def _until(self, done: Callable[[], bool], deadline: float) -> None:
         # Polled like uvicorn's own shutdown: the lanes' threads give no event to wait on.
