@@ -227,10 +227,10 @@ def question_frames() -> list[bytes]:
     return [speech[i : i + len(SILENCE)] for i in range(0, len(speech), len(SILENCE))]
 
 
-def until_done(ws) -> list[dict]:
-    """The session's messages up to and including `done`."""
+def receive_until(ws, kind: str = "done") -> list[dict]:
+    """The session's messages up to and including the first of `kind`."""
     log = [ws.receive_json()]
-    while log[-1]["type"] != "done":
+    while log[-1]["type"] != kind:
         log.append(ws.receive_json())
     return log
 
@@ -253,7 +253,7 @@ def ask_aloud(client, reply_as: str, then_type: str | None = None) -> tuple[list
             ws.send_bytes(frame)
         if then_type:
             ws.send_json({"type": "input.text", "text": then_type})
-        *before, done = until_done(ws)
+        *before, done = receive_until(ws)
     return [m["type"] for m in before], done
 
 
@@ -300,12 +300,15 @@ def test_speech_right_after_a_reply_began_continues_the_turn_else_interrupts(cli
     frames = question_frames()
     with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
         start_text_session(ws)
-        for frame in [SILENCE] * 15 + frames + [SILENCE] * 50 + frames + [SILENCE] * 75:
+        for frame in [SILENCE] * 15 + frames + [SILENCE] * 50:
             ws.send_bytes(frame)
-        log = until_done(ws)
+        log = receive_until(ws, "text")  # the reply to the first has begun
+        for frame in frames + [SILENCE] * 75:
+            ws.send_bytes(frame)
+        log += receive_until(ws)
     message = log.pop()
     kinds = [m["type"] for m in log]
-    assert kinds.count("speech.stopped") == 2, kinds  # the reply to the first had begun
+    assert kinds.count("speech.stopped") == 2, kinds
     stored = client.get(f"/v1/conversations/{message['conversation_id']}").json()["messages"]
     heard = app.state.models.fakes[Role.STT].seconds
     if went_on_seconds:
@@ -330,7 +333,7 @@ def test_a_typed_question_talked_over_at_once_is_interrupted_not_dropped(client,
         assert ws.receive_json()["type"] == "text"  # the reply began
         for frame in [SILENCE] * 5 + question_frames() + [SILENCE] * 75:
             ws.send_bytes(frame)
-        log = until_done(ws)
+        log = receive_until(ws)
     interrupted = [m for m in log if m["type"] == "interrupted"]
     assert interrupted, [m["type"] for m in log]
     stored = client.get(f"/v1/conversations/{log[-1]['conversation_id']}").json()["messages"]
