@@ -95,11 +95,11 @@ def test_a_continuation_the_model_imagines_is_dropped(stt):
     said = tok.encode(" How many hours are in a day?")
     # The question, then the same again starting where the speech ends, then more after it.
     tokens = [at(0.0), *said, at(1.9), at(1.9), *said, at(2.0), at(2.5), *tok.encode(" Yes."), at(2.8), tok.eot]
-    segments, whole = _segments(tokens, tok, speech_seconds=2.0)
+    segments, whole = _segments(tokens, tok, speech_seconds=2.0, cut_off=False)
     assert [s.text for s in segments] == ["How many hours are in a day?"] and whole
     # Two real segments are both kept.
     tokens = [at(0.0), *tok.encode(" Stop."), at(0.6), at(0.7), *said, at(2.4), tok.eot]
-    segments, whole = _segments(tokens, tok, speech_seconds=2.5)
+    segments, whole = _segments(tokens, tok, speech_seconds=2.5, cut_off=False)
     assert [s.text for s in segments] == ["Stop.", "How many hours are in a day?"] and whole
 
 
@@ -109,20 +109,42 @@ def test_a_question_the_model_goes_on_after_is_whole_however_the_tokens_end(stt)
     tok = Tokenizer(stt._model.hf_tokenizer, False, task="transcribe", language="en")
     at = lambda seconds: tok.timestamp_begin + round(seconds / 0.02)  # noqa: E731
     tokens = [at(0.0), *tok.encode(" is the largest planet."), at(1.52), at(1.52), *tok.encode(" Any")]
-    segments, whole = _segments(tokens, tok, speech_seconds=1.74)
+    segments, whole = _segments(tokens, tok, speech_seconds=1.74, cut_off=True)
     assert [s.text for s in segments] == ["is the largest planet."] and whole
     # Starting over at the very end, cut off: dropped, the rest whole.
     tokens = [at(0.0), *tok.encode(" is the opposite of hot."), at(1.2), at(1.2), *tok.encode(" Is the")]
-    segments, whole = _segments(tokens, tok, speech_seconds=1.84)
+    segments, whole = _segments(tokens, tok, speech_seconds=1.84, cut_off=True)
     assert [s.text for s in segments] == ["is the opposite of hot."] and whole
     # A loop the length bound cut off is not whole.
     tokens = [at(0.0), *tok.encode(" Stop... Stop... Stop... Stop")]
-    assert _segments(tokens, tok, speech_seconds=1.07)[1] is False
+    assert _segments(tokens, tok, speech_seconds=1.07, cut_off=True)[1] is False
+
+
+def test_text_the_model_ended_without_a_timestamp_is_whole(stt):
+    """Piper's long question, heard in the fitted window: 30 tokens of a bound of 60, then the
+    end of text with no closing timestamp. Whole, not heard again in the 30 s window (~500 ms)."""
+    tok = Tokenizer(stt._model.hf_tokenizer, False, task="transcribe", language="en")
+    said = " My name is Ada and I live near the sea. What should I cook tonight with fish, lemons and rice?"
+    tokens = [tok.timestamp_begin, *tok.encode(said)]
+    segments, whole = _segments(tokens, tok, speech_seconds=6.5, cut_off=False)
+    assert [s.text for s in segments] == [said.strip()] and whole
+    assert _segments(tokens, tok, speech_seconds=6.5, cut_off=True)[1] is False
+    # Ended mid-sentence, it is not whole: the 30 s window heard the rest.
+    stopped = [tok.timestamp_begin, *tok.encode(said.removesuffix(" rice?"))]
+    assert _segments(stopped, tok, speech_seconds=6.5, cut_off=False)[1] is False
 
 
 def test_a_transcript_cut_off_while_starting_over_keeps_what_came_before():
     """Piper's questions ending at their last sample were heard "...France? What is the" in
     about half the runs (its voice varies from run to run, so here the loop is given)."""
     looped = (Segment(0.0, 1.7, "What is the capital of France? What is the"),)
-    assert [s.text for s in _until_restart(looped)] == ["What is the capital of France?"]
-    assert _until_restart((Segment(0.0, 1.7, "Tell me more about the history of Rome and"),)) is None
+    assert [s.text for s in _until_restart(looped, anywhere=True)] == ["What is the capital of France?"]
+    assert _until_restart((Segment(0.0, 1.7, "Tell me more about the history of Rome and"),), anywhere=True) is None
+    # Ended by the model after the first word of the restart (one benchmark run in two, "How
+    # many days"): kept, not heard again in the 30 s window (~500 ms).
+    begun = (Segment(0.0, 2.0, "How many days are in a week? How"),)
+    assert [s.text for s in _until_restart(begun, anywhere=False)] == ["How many days are in a week?"]
+    assert _until_restart((Segment(0.0, 2.0, "How many days are in a week? Mostly"),), anywhere=False) is None
+    # A second question that starts as the first did is a question, unless the transcript ran on.
+    two = (Segment(0.0, 3.0, "What is the capital of France? What is the capital of Spain?"),)
+    assert _until_restart(two, anywhere=False) is None

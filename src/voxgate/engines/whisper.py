@@ -86,18 +86,18 @@ class WhisperSTT:
         tokenizer = Tokenizer(self._model.hf_tokenizer, False, task="transcribe", language="en")
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
         result = self._decode(features, _opening(tokenizer, prompt), seconds, beam_size=1, **sampling)
-        segments, whole = _segments(result.sequences_ids[0], tokenizer, seconds)
+        tokens = result.sequences_ids[0]
+        segments, whole = _segments(tokens, tokenizer, seconds, cut_off=len(tokens) >= _most_tokens(seconds))
         to_original = SpeechTimestampsMap(speech_chunks, RATE)
         found = tuple(
             Segment(to_original.get_original_time(s.start), to_original.get_original_time(s.end, is_end=True), s.text)
             for s in segments
         )
-        # A transcript the length bound cut off looped.
-        if not whole:
-            restarted = _until_restart(found)
-            if restarted is None:
-                return None  # it never stopped, and not by starting over: let the 30 s window decide
+        # A transcript the length bound cut off looped; one the model ended may have begun to.
+        if (restarted := _until_restart(found, anywhere=not whole)) is not None:
             found = restarted
+        elif not whole:
+            return None  # it never stopped, and not by starting over: let the 30 s window decide
         text = _joined(found)
         if _repeats_itself(text):
             return None
@@ -143,13 +143,12 @@ class WhisperSTT:
         self, features: np.ndarray, start: list[int], seconds: float, **options
     ) -> ctranslate2.models.WhisperGenerationResult:
         """Decode `seconds` of speech, as mel `features`, after the `start` tokens."""
-        most = int(_MAX_TOKENS_PER_SECOND * seconds) + 8  # text and timestamps
         return self._model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
             [start],
             suppress_blank=True,
             suppress_tokens=[-1],
-            max_length=len(start) + most,
+            max_length=len(start) + _most_tokens(seconds),
             **options,
         )[0]
 
@@ -167,12 +166,21 @@ def _opening(tokenizer: Tokenizer, prompt: str | None) -> list[int]:
     return previous + list(tokenizer.sot_sequence)
 
 
-def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) -> tuple[list[Segment], bool]:
+def _most_tokens(seconds: float) -> int:
+    """The length bound of a transcript of `seconds` of speech: text and timestamps."""
+    return int(_MAX_TOKENS_PER_SECOND * seconds) + 8
+
+
+def _segments(
+    tokens: list[int], tokenizer: Tokenizer, speech_seconds: float, *, cut_off: bool
+) -> tuple[list[Segment], bool]:
     """Text between timestamp tokens, and whether that is the whole transcript. A window
     longer than its speech invites the model to go on: a segment it starts in the speech's
     last moments, or one that starts the one before over again, is such a continuation and
-    ends the transcript, whole. Text still open when the tokens run out was cut off by the
-    length bound: not whole."""
+    ends the transcript, whole. Text still open when the tokens run out is whole if the model
+    ended it after a sentence ("...lemons and rice?" with no closing timestamp, for a long
+    question); not if the length bound `cut_off` it, or the model stopped mid-sentence
+    ("...lemons and", where the 30 s window heard "rice")."""
     segments: list[Segment] = []
     text: list[int] = []
     begin = 0.0
@@ -194,10 +202,12 @@ def _segments(tokens: list[int], tokenizer: Tokenizer, speech_seconds: float) ->
             segments.append(Segment(begin, min(moment, speech_seconds), said))
             text = []
         begin = moment
-    whole = not text or goes_on(said := tokenizer.decode(text).strip())
-    if not whole:
+    if text:
+        said = tokenizer.decode(text).strip()
+        if goes_on(said):
+            return [s for s in segments if s.text], True
         segments.append(Segment(begin, speech_seconds, said))
-    return [s for s in segments if s.text], whole
+    return [s for s in segments if s.text], not text or (not cut_off and said.endswith((".", "?", "!")))
 
 
 def _restarts(text: str, previous: str) -> bool:
@@ -206,17 +216,24 @@ def _restarts(text: str, previous: str) -> bool:
     return bool(said) and before[: len(said)] == said
 
 
-def _until_restart(segments: tuple[Segment, ...]) -> tuple[Segment, ...] | None:
-    """The transcript up to where it starts over ('What is the capital of France? What is
-    the'); None if it does not."""
+def _until_restart(segments: tuple[Segment, ...], *, anywhere: bool) -> tuple[Segment, ...] | None:
+    """The transcript up to where it starts over: its opening begun again at its end ('How
+    many days are in a week? How', heard so though the model ended it there) or, `anywhere`
+    (a transcript that ran on), its first words again ('What is the capital of France? What
+    is the'); None if it does not. Only at the end otherwise: a person may well ask "What is
+    the capital of France? What is the capital of Spain?"."""
     opening = _words(segments[0].text)[:3] if segments else []
     if len(opening) < 2:
         return None
     again = re.compile(r"\b" + r"\W+".join(map(re.escape, opening)) + r"\b", re.IGNORECASE)
-    for i, segment in enumerate(segments):
+    for i, segment in enumerate(segments if anywhere else ()):
         if match := next((m for m in again.finditer(segment.text) if i or m.start() > 0), None):
             kept = segment.text[: match.start()].rstrip(" ,")
             return segments[:i] + ((replace(segment, text=kept),) if kept else ())
+    *before, last = segments
+    tail = re.search(r"[.!?]\s+([^.!?]+)$", last.text)
+    if tail and (said := _words(tail.group(1))) == opening[: len(said)]:
+        return (*before, replace(last, text=last.text[: tail.start(1)].rstrip()))
     return None
 
 
