@@ -232,7 +232,7 @@ def _until_restart(segments: tuple[Segment, ...], *, anywhere: bool) -> tuple[Se
             return segments[:i] + ((replace(segment, text=kept),) if kept else ())
     *before, last = segments
     tail = re.search(r"[.!?]\s+([^.!?]+)$", last.text)
-    if tail and (said := _words(tail.group(1))) == opening[: len(said)]:
+    if tail and (said := _words(tail.group(1))) and said == opening[: len(said)]:
         return (*before, replace(last, text=last.text[: tail.start(1)].rstrip()))
     return None
 
