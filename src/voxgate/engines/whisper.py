@@ -225,11 +225,12 @@ def _until_restart(segments: tuple[Segment, ...], *, anywhere: bool) -> tuple[Se
     opening = _words(segments[0].text)[:3] if segments else []
     if len(opening) < 2:
         return None
-    again = re.compile(r"\b" + r"\W+".join(map(re.escape, opening)) + r"\b", re.IGNORECASE)
-    for i, segment in enumerate(segments if anywhere else ()):
-        if match := next((m for m in again.finditer(segment.text) if i or m.start() > 0), None):
-            kept = segment.text[: match.start()].rstrip(" ,")
-            return segments[:i] + ((replace(segment, text=kept),) if kept else ())
+    if anywhere:
+        again = re.compile(r"\b" + r"\W+".join(map(re.escape, opening)) + r"\b", re.IGNORECASE)
+        for i, segment in enumerate(segments):
+            if match := next((m for m in again.finditer(segment.text) if i or m.start() > 0), None):
+                kept = segment.text[: match.start()].rstrip(" ,")
+                return segments[:i] + ((replace(segment, text=kept),) if kept else ())
     *before, last = segments
     tail = re.search(r"[.!?]\s+([^.!?]+)$", last.text)
     if tail and (said := _words(tail.group(1))) and said == opening[: len(said)]:
