@@ -4,13 +4,16 @@ Each phrase is spoken `--times` times by Piper (joe, as in bench/realtime.py; Pi
 each synthesis) and five times by the Hibari voice (at speeds 0.85 to 1.15), with 300 ms of
 silence before and 200 ms after, and heard the way the realtime session hears speech over a
 reply: the default Whisper's close readings under the back-channel prompt
-(`Pipeline.readings`). Printed per phrase and voice: how often it was judged an
-acknowledgement (any reading `is_backchannel`), and the best readings with their counts.
+(`Pipeline.readings`), and when it doubts words, the second opinion's. Printed per phrase
+and voice: how often it was judged an acknowledgement (any reading `is_backchannel`) by
+the default Whisper alone and with the second opinion, how often that was asked and how
+long it took, and the default's best readings with their counts.
 
     python bench/backchannels.py
 """
 
 import argparse
+import time
 from collections import Counter
 
 import numpy as np
@@ -23,7 +26,7 @@ from voxgate.engines.base import TextToSpeech
 from voxgate.engines.hibari import HibariTTS
 from voxgate.engines.piper import PiperTTS
 from voxgate.engines.whisper import WhisperSTT
-from voxgate.realtime import _BACKCHANNEL_PROMPT, is_backchannel
+from voxgate.realtime import _BACKCHANNEL_PROMPT, acknowledges, in_doubt
 
 ACKNOWLEDGEMENTS = ("Mm-hmm.", "Uh-huh.", "Okay.", "Yeah.", "Right.", "Wow.", "I see.")
 INTERRUPTIONS = (
@@ -52,9 +55,12 @@ def main() -> None:
     piper = PiperTTS("piper-en_US-joe-medium", VOICE)
     hibari_name = "hibari-en_US-heart"
     hibari = HibariTTS(hibari_name, model_files.resolve(hibari_name, Role.TTS, settings.models_dir)[1])
-    name = settings.stt.model
-    whisper = WhisperSTT(name, model_files.resolve(name, Role.STT, settings.models_dir)[1], workers=1)
+    whisper, second = (
+        WhisperSTT(name, model_files.resolve(name, Role.STT, settings.models_dir)[1], workers=1)
+        for name in (settings.stt.model, settings.stt.second_opinion)
+    )
     totals: Counter = Counter()
+    second_ms: list[float] = []
     for phrase in ACKNOWLEDGEMENTS + INTERRUPTIONS:
         kind = "acknowledgement" if phrase in ACKNOWLEDGEMENTS else "interruption"
         voices: list[tuple[str, TextToSpeech, tuple[float, ...]]] = [
@@ -63,22 +69,35 @@ def main() -> None:
         ]
         for voice, tts, speeds in voices:
             heard: Counter = Counter()
-            judged = 0
+            judged: Counter = Counter()
             for speed in speeds:
                 chunks = tts.synthesize(phrase, speed=speed)
                 pcm = np.concatenate([c.pcm for c in chunks]).astype(np.float32) / 32768
                 speech = audio.resample(pcm, tts.sample_rate, RATE)
                 clip = np.concatenate([np.zeros(RATE * 3 // 10, np.float32), speech, np.zeros(RATE // 5, np.float32)])
                 readings = whisper.alternatives(clip, language="en", prompt=_BACKCHANNEL_PROMPT)
-                judged += not readings or any(map(is_backchannel, readings))
-                heard[readings[0] if readings else ""] += 1
-            totals[kind, voice, "judged"] += judged
+                heard[readings.texts[0] if readings.texts else ""] += 1
+                judged["alone"] += acknowledges(readings)
+                if in_doubt(readings):
+                    judged["asked"] += 1
+                    began = time.perf_counter()
+                    readings = second.alternatives(clip, language="en", prompt=_BACKCHANNEL_PROMPT)
+                    second_ms.append((time.perf_counter() - began) * 1000)
+                judged["with second"] += acknowledges(readings)
+            for key in judged:
+                totals[kind, voice, key] += judged[key]
             totals[kind, voice, "all"] += len(speeds)
-            print(f"{phrase:11} {voice:5} ({kind}): acknowledgement {judged}/{len(speeds)}; heard {dict(heard)}")
+            print(
+                f"{phrase:11} {voice:5} ({kind}): acknowledgement {judged['alone']}/{len(speeds)} alone, "
+                f"{judged['with second']} with the second opinion (asked {judged['asked']}); heard {dict(heard)}"
+            )
     for kind in ("acknowledgement", "interruption"):
         for voice in ("joe", "heart"):
-            judged, heard = totals[kind, voice, "judged"], totals[kind, voice, "all"]
-            print(f"{kind}s by {voice}: judged acknowledgements {judged}/{heard}")
+            n, alone, both = (totals[kind, voice, key] for key in ("all", "alone", "with second"))
+            asked = totals[kind, voice, "asked"]
+            print(f"{kind}s by {voice}: acknowledgements {alone}/{n} alone, {both}/{n} with a second opinion ({asked})")
+    if second_ms:
+        print(f"second opinion ({second.name}): median {np.median(second_ms):.0f} ms, max {max(second_ms):.0f} ms")
 
 
 if __name__ == "__main__":

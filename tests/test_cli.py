@@ -30,7 +30,7 @@ def test_models_lists_catalog_and_readiness():
 def test_pull_is_instant_when_ready():
     out = voxgate("models", "pull")
     assert out.returncode == 0, out.stderr
-    assert out.stderr.count("is ready") == 4  # stt, llm, tts and turn
+    assert out.stderr.count("is ready") == 5  # stt, llm, tts, turn and the stt's second opinion
 
 
 def test_import_create_and_remove(tmp_path):

@@ -64,7 +64,9 @@ class HeardAs:
 
 class HearingAlternatives(HeardAs):
     def alternatives(self, samples, *, language=None, prompt=None):
-        return self.readings
+        from voxgate.engines.base import Readings
+
+        return Readings(self.readings, sure=False)
 
 
 class OneModel:
@@ -217,6 +219,7 @@ def test_readying_takes_no_place_in_the_lane_the_next_question_waits_for_it_inst
     ],
 )
 def test_short_speech_is_read_every_way_the_stt_can_say(stt, readings):
+    """An STT with alternatives says how sure it is; one without is taken as sure."""
     import numpy as np
 
     from voxgate.audio import DecodedAudio
@@ -226,7 +229,7 @@ def test_short_speech_is_read_every_way_the_stt_can_say(stt, readings):
     pipeline = Pipeline(OneModel(stt=stt), Settings(warmup=False))
     heard = asyncio.run(pipeline.readings(DecodedAudio(np.zeros(8_000, np.float32), "pcm"), prompt="Mm-hmm."))
     pipeline.close()
-    assert heard == readings
+    assert heard.texts == readings and heard.sure is not isinstance(stt, HearingAlternatives)
 
 
 class DeadlineRecordingLLM:

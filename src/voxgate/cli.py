@@ -126,7 +126,8 @@ def models_pull(
     """Install a model's packages if needed, then join and verify it in the cache directory."""
     settings = Settings()
     registry = Registry(settings)
-    for name in names or [*registry.defaults.values(), *filter(None, [settings.llm.draft_model])]:
+    configured = [*registry.defaults.values(), *filter(None, [settings.llm.draft_model, registry.second_opinion])]
+    for name in names or configured:
         if name not in CATALOG and registry.role_of(name) is not None:
             continue  # a path, an imported or a remote model: nothing to pull
         with _bar() as bar:

@@ -39,6 +39,13 @@ class _RemoteCapable(BaseModel):
 class SpeechToTextSettings(_RemoteCapable):
     backend: Literal["local", "openai"] = "local"
     model: str = "whisper-tiny.en"
+    second_opinion: str = Field(
+        "whisper-base",
+        description=(
+            "A larger local speech-to-text model, asked when `model` is unsure whether short speech over a reply "
+            "was an acknowledgement; loaded with the defaults. Empty: none."
+        ),
+    )
 
 
 class LlmSettings(_RemoteCapable):

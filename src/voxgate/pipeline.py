@@ -28,6 +28,7 @@ from voxgate.engines.base import (
     ChatResult,
     HearsAlternatives,
     ReadiesFollowUps,
+    Readings,
     SpeechChunk,
     SpeechToText,
     Transcription,
@@ -134,18 +135,23 @@ class Pipeline:
         )
 
     async def readings(
-        self, decoded: audio.DecodedAudio, *, language: str | None = None, prompt: str | None = None
-    ) -> tuple[str, ...]:
+        self,
+        decoded: audio.DecodedAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        model: str | None = None,
+    ) -> Readings:
         """What short speech may have said: the STT's close alternatives where it can give
-        them, else its one transcript; () when it heard no words."""
+        them, else its one transcript (taken as sure: nothing says otherwise)."""
 
-        def read(stt: SpeechToText) -> tuple[str, ...]:
+        def read(stt: SpeechToText) -> Readings:
             if isinstance(stt, HearsAlternatives):
                 return stt.alternatives(decoded.samples, language=language, prompt=prompt)
             heard = stt.transcribe(decoded.samples, language=language, prompt=prompt)
-            return (heard.text,) if heard.text else ()
+            return Readings((heard.text,) if heard.text else ())
 
-        return await self.stt_lane.run(self._on, self.registry.use_stt, None, read)
+        return await self.stt_lane.run(self._on, self.registry.use_stt, model, read)
 
     def chat_request(
         self,

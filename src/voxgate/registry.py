@@ -68,6 +68,10 @@ class Registry:
             Role.TTS: settings.tts.model,
             Role.TURN: settings.turn.model,
         }
+        # Asked only on doubt (realtime's back-channels); none where it would be the same
+        # model, or where speech is heard by a remote engine.
+        second = settings.stt.second_opinion
+        self.second_opinion = second if second and second != settings.stt.model and "stt" not in self._remotes else None
         self._loaded = LoadedModels(lambda role, name: self._open(role, name), warm_up=settings.warmup)
         self._preparing: set[str] = set()
         self._lock = threading.Lock()  # guards _preparing
@@ -158,6 +162,8 @@ class Registry:
     def load_defaults(self) -> "Registry":
         for role in Role:
             self._loaded.load(role, self.defaults[role])
+        if self.second_opinion:
+            self._loaded.load(Role.STT, self.second_opinion)
         return self
 
     def loaded(self) -> list[str]:
@@ -173,7 +179,8 @@ class Registry:
     def unload_idle(self) -> list[str]:
         """Unload models that are not a default, not in use, and idle past the timeout."""
         timeout = self.settings.idle_unload_seconds
-        return self._loaded.drop_idle(timeout, set(self.defaults.values())) if timeout else []
+        kept = {*self.defaults.values(), *filter(None, [self.second_opinion])}
+        return self._loaded.drop_idle(timeout, kept) if timeout else []
 
     def set_defaults(self, wanted: dict[Role, str]) -> None:
         """Make each name its role's default, all loaded first, so a failure changes nothing."""

@@ -69,7 +69,7 @@ def test_a_single_word_is_heard_once(stt, spoken, word):
 
 def test_silence_is_heard_as_nothing(stt):
     assert stt.transcribe(np.zeros(2 * RATE, np.float32)).text == ""
-    assert stt.alternatives(np.zeros(RATE, np.float32)) == ()
+    assert stt.alternatives(np.zeros(RATE, np.float32)).texts == ()
 
 
 def test_a_sure_reading_stands_alone_and_an_unsure_one_comes_with_its_close_rivals(stt, spoken):
@@ -77,9 +77,9 @@ def test_a_sure_reading_stands_alone_and_an_unsure_one_comes_with_its_close_riva
     (its rival "Oh no" differs only in a comma); a hummed acknowledgement the model is unsure
     of is judged by every reading close to its best."""
     readings = stt.alternatives(spoken[OBJECTION], prompt=_BACKCHANNEL_PROMPT)
-    assert len(readings) == 1 and words(readings[0]) == words(OBJECTION), readings
+    assert readings.sure and len(readings.texts) == 1 and words(readings.texts[0]) == words(OBJECTION), readings
     readings = stt.alternatives(spoken[HUMMED], prompt=_BACKCHANNEL_PROMPT)
-    assert len(readings) >= 2 and all(map(is_backchannel, readings)), readings
+    assert not readings.sure and len(readings.texts) >= 2 and all(map(is_backchannel, readings.texts)), readings
 
 
 def test_speech_after_a_long_silence_takes_the_long_path(stt, spoken):

@@ -8,6 +8,7 @@ import io
 import time
 import wave
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from voxgate.api.app import create_app
 from voxgate.catalog import Role
-from voxgate.config import Settings
-from voxgate.engines.base import ChatRequest, ChatResult, SpeechChunk, Transcription
+from voxgate.config import Settings, SpeechToTextSettings
+from voxgate.engines.base import ChatRequest, ChatResult, Readings, SpeechChunk, Transcription
 from voxgate.registry import Registry
 from voxgate.scheduler import current_deadline
 
@@ -104,22 +105,31 @@ class FakeRegistry(Registry):
         return self.fakes[role]
 
 
+def settings_in(tmp_path, **fields) -> Settings:
+    # Its own cache: a custom model made here must not land among the real models.
+    return Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", auth="off", seed=7, **fields)
+
+
 @pytest.fixture
 def app(tmp_path):
-    # Its own cache: a custom model made here must not land among the real models.
-    settings = Settings(data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", auth="off", store_audio=True, seed=7)
-    app = create_app(settings)
+    app = create_app(settings_in(tmp_path, store_audio=True))
     app.state.models = FakeRegistry(app.state.settings)
     return app
 
 
-@pytest.fixture
-def client(app) -> Iterator[TestClient]:
+@contextmanager
+def serving(app) -> Iterator[TestClient]:
     with TestClient(app) as client:  # runs the lifespan: database, pipeline, model loading
         deadline = time.monotonic() + 10  # the fakes load at once, but in the background
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, client.get("/readyz").text
             time.sleep(0.01)
+        yield client
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with serving(app) as client:
         yield client
 
 
@@ -339,3 +349,66 @@ def test_a_typed_question_talked_over_at_once_is_interrupted_not_dropped(client,
     stored = client.get(f"/v1/conversations/{log[-1]['conversation_id']}").json()["messages"]
     assert [m["text"] for m in stored[:2]] == ["Hello.", interrupted[0]["reply"]]
     assert [m["text"] for m in stored[2:]] == ["what did I say", log[-1]["reply"]]
+
+
+class HearsWords(FakeSTT):
+    """Hears short speech as words: unsure ("In a month.", as Whisper tiny hears some hummed
+    "mm-hmm"s) or sure ("Stop.")."""
+
+    def __init__(self, sure: bool) -> None:
+        super().__init__()
+        self.sure = sure
+
+    def alternatives(self, samples, *, language=None, prompt=None) -> Readings:
+        return Readings(("Stop.",) if self.sure else ("In a month.",), self.sure)
+
+
+class HearsAcknowledgement(FakeSTT):
+    name = "fake-second-opinion"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def alternatives(self, samples, *, language=None, prompt=None) -> Readings:
+        self.asked += 1
+        return Readings(("Mm-hmm.",))
+
+
+class DoubtingRegistry(FakeRegistry):
+    """The default STT hears words; the second opinion, an acknowledgement."""
+
+    def __init__(self, settings: Settings, sure: bool):
+        super().__init__(settings)
+        self.fakes[Role.STT] = HearsWords(sure)
+        self.second = HearsAcknowledgement()
+
+    def _open(self, role: Role, name: str):
+        return self.second if name == self.second_opinion else super()._open(role, name)
+
+
+@pytest.mark.parametrize(
+    ("sure", "second_opinion", "interrupted"),
+    [(False, "whisper-base", False), (True, "whisper-base", True), (False, "", True)],
+)
+def test_short_speech_heard_unsure_as_words_is_heard_again_by_the_second_opinion(
+    tmp_path, monkeypatch, sure, second_opinion, interrupted
+):
+    """Short speech over a reply: words the STT is sure of interrupt; words it doubts are
+    heard again by the second-opinion model, whose "Mm-hmm." lets the reply go on. Without
+    a second opinion, the doubted words interrupt."""
+    app = create_app(settings_in(tmp_path, stt=SpeechToTextSettings(second_opinion=second_opinion)))
+    registry = app.state.models = DoubtingRegistry(app.state.settings, sure)
+    answer_slowly(app, monkeypatch)
+    with serving(app) as client, client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        start_text_session(ws)
+        ws.send_json({"type": "input.text", "text": "Hello."})
+        assert ws.receive_json()["type"] == "text"  # the reply began
+        for frame in [SILENCE] * 5 + question_frames() + [SILENCE] * 50:  # 0.8 s of speech: short
+            ws.send_bytes(frame)
+        log = receive_until(ws)
+    kinds = [m["type"] for m in log]
+    assert ("interrupted" in kinds) is interrupted, kinds
+    assert registry.second.asked == (not sure and bool(second_opinion))
+    if not interrupted:
+        assert log[-1]["reply"] == "You said Hello. I was given 2 messages."

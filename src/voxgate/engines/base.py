@@ -89,14 +89,21 @@ class ChatModel(Engine, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Readings:
+    """What short speech may have said, best first (none: no speech). An unsure model gives
+    its close rivals with its best reading; `sure` says it had none worth giving."""
+
+    texts: tuple[str, ...] = ()
+    sure: bool = True
+
+
 @runtime_checkable
 class HearsAlternatives(Protocol):
     """A speech-to-text model that can say what else short speech may have been."""
 
-    def alternatives(
-        self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None
-    ) -> tuple[str, ...]:
-        """The readings it finds nearly as likely as its best, best first; () for no speech."""
+    def alternatives(self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None) -> Readings:
+        """The readings it finds nearly as likely as its best."""
         ...
 
 

@@ -21,7 +21,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
-from voxgate.engines.base import Segment, Transcription
+from voxgate.engines.base import Readings, Segment, Transcription
 
 RATE = 16_000
 FITTED_MAX_SECONDS = 20.0
@@ -103,18 +103,16 @@ class WhisperSTT:
             return None
         return Transcription(text, "en", duration, found)
 
-    def alternatives(
-        self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None
-    ) -> tuple[str, ...]:
+    def alternatives(self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None) -> Readings:
         """Short speech in the 30 s window, decoded with a beam of `ALTERNATIVE_READINGS`: the
         best reading, and when it is unsure, the others close to it. Whisper often hears a
         hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement close behind."""
         if self.multilingual and language is None:  # a language to decode in is needed first
             heard = self.transcribe(samples, prompt=prompt)
-            return (heard.text,) if heard.text else ()
+            return Readings((heard.text,) if heard.text else ())
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
-            return ()
+            return Readings()
         speech = collect_chunks(samples, speech_chunks)[0][0]
         tokenizer = Tokenizer(
             self._model.hf_tokenizer,
@@ -131,13 +129,14 @@ class WhisperSTT:
             return_scores=True,
         )
         best = result.scores[0]
-        floor = best if best > SURE_ABOVE else best - ALTERNATIVE_WITHIN
+        sure = best > SURE_ABOVE
+        floor = best if sure else best - ALTERNATIVE_WITHIN
         close = (
             tokenizer.decode(ids).strip()
             for ids, score in zip(result.sequences_ids, result.scores, strict=True)
             if score >= floor
         )
-        return tuple(dict.fromkeys(text for text in close if text))
+        return Readings(tuple(dict.fromkeys(text for text in close if text)), sure)
 
     def _decode(
         self, features: np.ndarray, start: list[int], seconds: float, **options
