@@ -7,7 +7,7 @@ import time
 import pytest
 
 from voxgate.catalog import Role
-from voxgate.config import Settings
+from voxgate.config import Settings, SpeechToTextSettings
 from voxgate.engines.base import ChatResult
 from voxgate.registry import Registry
 
@@ -67,3 +67,23 @@ def test_an_engine_without_its_roles_interface_is_refused(tmp_path):
     with pytest.raises(TypeError, match="NotAnLLM does not implement ChatModel"), registry.use_llm():
         pass
     assert registry.loaded() == []
+
+
+@pytest.mark.parametrize(
+    ("stt", "expected"),
+    [
+        ({}, "whisper-base"),
+        ({"second_opinion": ""}, None),  # turned off
+        ({"model": "whisper-base"}, None),  # the default itself
+        ({"backend": "openai", "url": "http://stt.example", "model": "whisper-1"}, None),  # speech heard remotely
+    ],
+)
+def test_the_second_opinion_is_another_local_stt(tmp_path, stt, expected):
+    registry = Registry(Settings(data_dir=tmp_path, stt=SpeechToTextSettings(**stt)))
+    assert registry.second_opinion == expected
+
+
+def test_the_second_opinion_follows_the_default_stt(tmp_path):
+    registry = Registry(Settings(data_dir=tmp_path))
+    registry.defaults[Role.STT] = "whisper-base"  # switched at run time (PUT /v1/models/defaults)
+    assert registry.second_opinion is None

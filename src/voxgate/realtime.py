@@ -503,9 +503,9 @@ class RealtimeSession:
                 await self._barge_in()
 
     async def _readings(self, speech: audio.DecodedAudio) -> Readings:
-        """How short speech over the reply is heard. Whisper tiny hears about one hummed
-        "mm-hmm" in ten as words ("In a month."), unsure; when it is unsure of words, the
-        second-opinion model (larger, slower) hears most of those right (bench/backchannels.py)."""
+        """How short speech over the reply is heard. Whisper tiny hears some hummed "mm-hmm"s
+        as words ("In a month."), mostly unsure; when it is unsure of words, the second-opinion
+        model (larger, slower) hears most of those right (bench/backchannels.py)."""
         language, second = self.options.language, self.pipeline.registry.second_opinion
         readings = await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT)
         if second is None or not in_doubt(readings):

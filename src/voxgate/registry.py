@@ -68,13 +68,16 @@ class Registry:
             Role.TTS: settings.tts.model,
             Role.TURN: settings.turn.model,
         }
-        # Asked only on doubt (realtime's back-channels); none where it would be the same
-        # model, or where speech is heard by a remote engine.
-        second = settings.stt.second_opinion
-        self.second_opinion = second if second and second != settings.stt.model and "stt" not in self._remotes else None
         self._loaded = LoadedModels(lambda role, name: self._open(role, name), warm_up=settings.warmup)
         self._preparing: set[str] = set()
         self._lock = threading.Lock()  # guards _preparing
+
+    @property
+    def second_opinion(self) -> str | None:
+        """The STT asked when the default one doubts (realtime's back-channels); none where it
+        would be the default itself, or where speech is heard by a remote engine."""
+        second = self.settings.stt.second_opinion
+        return second if second and second != self.defaults[Role.STT] and "stt" not in self._remotes else None
 
     # Which model a name is.
 
