@@ -11,6 +11,9 @@ correlation and counts as a real interruption.
 import numpy as np
 
 RATE = 16_000
+# How far the client's playback may trail the server's playback clock (which has each chunk
+# play the moment it arrives): its output buffer, the speaker-to-microphone path, jitter.
+PLAYBACK_LAG_SECONDS = 3.0
 
 
 class EchoGuard:
@@ -26,14 +29,19 @@ class EchoGuard:
     def clear(self) -> None:
         self._sent = np.zeros(0, np.float32)
 
-    def similarity(self, heard: np.ndarray) -> float:
-        """The highest normalized correlation of `heard` with any stretch of sent audio (0..1)."""
-        if len(heard) < RATE // 10 or not len(self._sent):
+    def similarity(self, heard: np.ndarray, *, unplayed: float = 0.0) -> float:
+        """The highest normalized correlation of `heard` with any stretch of sent audio the
+        client may have played by now (0..1); the newest `unplayed` seconds it cannot have.
+        Only that stretch is searched: a reply sent well ahead of its playback would
+        otherwise make every check search its whole 20 s (~27 ms a check, against ~3)."""
+        played = len(self._sent) - int(unplayed * RATE)
+        recent = self._sent[max(0, played - len(heard) - int(PLAYBACK_LAG_SECONDS * RATE)) : max(0, played)]
+        if len(heard) < RATE // 10 or not len(recent):
             return 0.0
         # Silence around the reply: the heard stretch may begin before the echo did (the
         # first words of a reply) or end after it.
         silence = np.zeros(len(heard), np.float32)
-        ref = np.concatenate([silence, self._sent, silence])
+        ref = np.concatenate([silence, recent, silence])
         heard = heard - heard.mean()
         energy = float(np.dot(heard, heard))
         if energy <= 1e-9:
@@ -49,5 +57,5 @@ class EchoGuard:
         score[windows < 1e-6 * len(heard)] = 0.0  # silent stretches of the reply match nothing
         return float(score.max())
 
-    def is_echo(self, heard: np.ndarray) -> bool:
-        return self.similarity(heard) >= self.threshold
+    def is_echo(self, heard: np.ndarray, *, unplayed: float = 0.0) -> bool:
+        return self.similarity(heard, unplayed=unplayed) >= self.threshold

@@ -475,7 +475,7 @@ class RealtimeSession:
         heard = self.detector.utterance()
         if options.echo == "ignore" and (paused or len(heard) - overlap.checked >= ECHO_CHECK_EVERY):
             overlap.checked = len(heard)
-            overlap.echo = await asyncio.to_thread(self.echo.is_echo, heard[-RATE:])
+            overlap.echo = await asyncio.to_thread(self.echo.is_echo, heard[-RATE:], unplayed=self._unplayed())
         if overlap.echo:
             await self._release()
             if paused:  # the echo's "utterance" is over: forget it
@@ -519,6 +519,12 @@ class RealtimeSession:
             # user says now is heard together with what they said before.
             self._reply.kept = False
         await self.interrupt()
+
+    def _unplayed(self) -> float:
+        """Seconds of reply audio sent that the client has not played yet, by the playback
+        clock (which stands still while output is held)."""
+        now = time.monotonic() if self.output_open.is_set() else self._held_at
+        return max(0.0, self.playing_until - now)
 
     async def _hold(self) -> None:
         if self.output_open.is_set():
