@@ -47,13 +47,26 @@ def test_with_every_slot_busy_a_request_waits_for_one_instead_of_failing():
     assert table.take(conversation("Five")) == third  # the one whose queue shrank
 
 
-def test_a_conversation_is_readied_only_in_its_own_slot_and_only_while_no_request_runs():
+def test_a_conversation_is_prefilled_in_the_slot_it_would_take_and_only_while_no_request_runs():
     table = SlotTable(2)
     answered = conversation("Hi", "Hello!")
     slot = run(table, conversation("Hi"), "Hello!")
     assert table.resting(answered) == slot
-    assert table.resting(conversation("Something else", "ok")) is None  # no slot holds it
     other = table.take(conversation("A question from someone else"))
-    assert table.resting(answered) is None  # readying now would slow their answer
+    assert table.resting(answered) is None  # prefilling now would slow their answer
     table.give_back(other, conversation("A question from someone else", "ok"))
     assert table.resting(answered) == slot
+
+
+def test_a_question_goes_to_the_slot_that_holds_its_opening():
+    """Prefilled while it was spoken, in the slot used least recently; the whole question
+    then runs there, though another slot was used less recently since."""
+    table = SlotTable(3)
+    for question in ("One", "Two", "Three"):
+        run(table, conversation(question))
+    opening = conversation("What is the capital")
+    slot = table.resting(opening)
+    table.hold(slot, opening)
+    assert table.take(conversation("What is the capital of France?")) == slot
+    # A finished conversation that began with the same words keeps its slot for its follow-up.
+    assert table.take(conversation("What is the weather like?")) != slot

@@ -43,9 +43,9 @@ class ReadyingLLM(CharCountingLLM):
         self.readied: list[tuple] = []
         self.let_finish = threading.Event()
 
-    def ready_follow_up(self, conversation):
+    def prefill(self, messages):
         self.let_finish.wait(10)
-        self.readied.append(conversation)
+        self.readied.append(messages)
 
 
 class HeardAs:
@@ -185,7 +185,8 @@ def test_a_finished_answer_readies_its_follow_up_while_the_caller_goes_on():
     assert llm.readied == []
     llm.let_finish.set()
     pipeline.close()  # waits for the lanes' threads
-    assert set(llm.readied) == {(*prompt, ChatMessage("assistant", "Fine.")) for prompt in llm.prompts}
+    opening = ChatMessage("user", "")  # of the next message
+    assert set(llm.readied) == {(*prompt, ChatMessage("assistant", "Fine."), opening) for prompt in llm.prompts}
     assert len(llm.readied) == 2
 
 

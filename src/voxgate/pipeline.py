@@ -27,7 +27,7 @@ from voxgate.engines.base import (
     ChatRequest,
     ChatResult,
     HearsAlternatives,
-    ReadiesFollowUps,
+    Prefills,
     Readings,
     SpeechChunk,
     SpeechToText,
@@ -188,22 +188,29 @@ class Pipeline:
 
             with due_at(pace.deadline):
                 emit(result := llm.generate(request, on_delta=on_delta))
-            if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, ReadiesFollowUps):
-                self._ready_follow_up((*request.messages, ChatMessage("assistant", result.text)), model)
+            if result.finish_reason != "cancelled" and request.reuse_prefix and isinstance(llm, Prefills):
+                answered = (*request.messages, ChatMessage("assistant", result.text))
+                self._prefill((*answered, ChatMessage("user", "")), model)  # the next message's opening
 
         items = self.llm_lane.stream(lambda emit: self._on(self.registry.use_llm, model, lambda llm: answer(llm, emit)))
         return _abandoning(items, pace.deadline)
 
-    def _ready_follow_up(self, conversation: tuple[ChatMessage, ...], model: str | None) -> None:
-        """Let the LLM ready `conversation`'s next turn once its threads have nothing more
-        urgent: on its pool behind every other job, and outside the lane, so it takes no
-        caller's place (a full lane would refuse the next question)."""
+    def prefill_question(self, request: TurnInput, words: str, language: str | None) -> None:
+        """While the user is still speaking, and the LLM has nothing else to do: evaluate
+        the prompt their turn will have, with the words said so far as its question."""
+        if not self.llm_lane.in_flight:
+            self._prefill(self._chat_for(request, words, language).messages, request.model)
 
-        def ready(llm: ChatModel) -> None:
-            if isinstance(llm, ReadiesFollowUps):  # the model loaded now may not be the one that answered
-                llm.ready_follow_up(conversation)
+    def _prefill(self, messages: tuple[ChatMessage, ...], model: str | None) -> None:
+        """Let the LLM prefill `messages` once its threads have nothing more urgent: on its
+        pool behind every other job, and outside the lane, so it takes no caller's place
+        (a full lane would refuse the next question)."""
 
-        work = self.llm_pool.submit(lambda: self._on(self.registry.use_llm, model, ready), deadline=math.inf)
+        def prefill(llm: ChatModel) -> None:
+            if isinstance(llm, Prefills):  # the model loaded now may not be the one asked for
+                llm.prefill(messages)
+
+        work = self.llm_pool.submit(lambda: self._on(self.registry.use_llm, model, prefill), deadline=math.inf)
         work.add_done_callback(_log_failure)
 
     def stream_speech(

@@ -21,6 +21,7 @@ session). Every buffer it holds is bounded; closing it cancels all its work.
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,10 @@ PACE_AHEAD_SECONDS = 2.0
 # could hear them (a person answers what they heard some 200 ms later at the quickest, and
 # the VAD's start lags the voice): they were still talking, and the turn had ended too soon.
 WENT_ON_SECONDS = 0.4
+# While the user speaks, the words said so far are evaluated into the LLM's cache this often,
+# so most of the turn's prompt is evaluated by the time it ends (engine measurement, 60 % of
+# the question evaluated before: first token 227 -> 168 ms median).
+PREFILL_EVERY_MS = 1000
 _HEARD_ONSETS = frozenset(("in", "and", "then"))  # heard before a hummed "mm-hmm" (is_backchannel)
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
@@ -337,6 +342,8 @@ class RealtimeSession:
         # Speech whose turn got no reply yet: if the user goes on after a turn was wrongly
         # confirmed, the continuation is heard together with the first part.
         self._unanswered = np.zeros(0, np.float32)
+        self._prefilled_ms = 0.0  # speech of the current utterance when its words were last prefilled
+        self._prefilling: asyncio.Task | None = None
 
     def _new_detector(self) -> SpeechDetector:
         options = self.options
@@ -380,6 +387,7 @@ class RealtimeSession:
             await self._on_speech(event)
         if self._overlap is not None and self.detector.speaking:
             await self._judge_overlap(paused=False)
+        self._prefill_soon()
 
     async def on_text(self, text: str) -> None:
         await self.respond(TurnInput(text=text))
@@ -399,6 +407,8 @@ class RealtimeSession:
         self.output_open.set()  # the reply is gone: nothing is held any more
 
     async def close(self) -> None:
+        if self._prefilling is not None:
+            self._prefilling.cancel()
         await self._drop_pending()
         await self.interrupt()
 
@@ -422,6 +432,7 @@ class RealtimeSession:
 
     async def _on_speech(self, event: str) -> None:
         if event == "start":
+            self._prefilled_ms = 0.0
             await self.send({"type": "speech.started"})
             reply = self._reply
             began = reply is not None and reply.began_at is not None
@@ -599,9 +610,50 @@ class RealtimeSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await decision
 
-    def _new_turn(self, turn: TurnInput, speech_end_at: float | None, **overrides) -> _Turn:
+    def _prefill_soon(self) -> None:
+        """Every `PREFILL_EVERY_MS` of a question being spoken (not over a reply, nor after
+        its turn began to be answered), prefill the words said so far, one at a time."""
+        detector = self.detector
+        if (
+            not detector.speaking
+            or detector.speech_ms < self._prefilled_ms + PREFILL_EVERY_MS
+            or self._overlap is not None
+            or self._pending is not None
+            or (self._reply is not None and self._reply.running)
+            or (self._prefilling is not None and not self._prefilling.done())
+        ):
+            return
+        self._prefilled_ms = detector.speech_ms
+        self._prefilling = asyncio.create_task(self._prefill(np.concatenate([self._unanswered, detector.utterance()])))
+
+    async def _prefill(self, samples: np.ndarray) -> None:
+        """Transcribe the speech so far and have the LLM evaluate the turn's prompt with it
+        as the question, if it is idle. Its last word may be cut off mid-way: it is left out."""
+        if self.pipeline.llm_lane.in_flight:  # the LLM would not take it: spare the transcription
+            return
+        speech = audio.DecodedAudio(samples, "pcm")
+        try:
+            with due_at(math.inf):  # behind any work someone waits for
+                heard = await self.pipeline.transcribe(speech, language=self.options.language)
+            words = heard.text.strip().rsplit(maxsplit=1)
+            if len(words) < 2:
+                return
+            turn = await self.turns.prepare(
+                self.user,
+                self._request(TurnInput(text=words[0])),
+                conversation_id=self.options.conversation_id,
+                persona=self.options.persona,
+            )
+            self.pipeline.prefill_question(turn.request, words[0], turn.request.language or heard.language)
+        except VoxgateError as exc:  # busy, or the conversation is gone: the turn will say so
+            log.debug("no prefill: %s", exc)
+        except Exception:  # only ever a head start: the turn goes on without it
+            log.exception("prefilling the question failed")
+
+    def _request(self, turn: TurnInput, **overrides) -> TurnInput:
+        """`turn` with the session's options, and `overrides`, filled in."""
         options = self.options
-        request = replace(
+        return replace(
             turn,
             **{
                 "reply_as": options.reply_as,
@@ -613,7 +665,9 @@ class RealtimeSession:
                 **overrides,
             },
         )
-        return _Turn(self, request, speech_end_at)
+
+    def _new_turn(self, turn: TurnInput, speech_end_at: float | None, **overrides) -> _Turn:
+        return _Turn(self, self._request(turn, **overrides), speech_end_at)
 
     async def _start(self, turn: TurnInput, *, speech_end_at: float | None, **overrides) -> None:
         """A turn that needs no decision (typed, or a whole recording): answer now."""

@@ -84,7 +84,7 @@ def test_a_readied_follow_up_finds_the_opening_of_its_message_cached_and_is_answ
         asked = ChatMessage("user", question)
         answered = (asked, ChatMessage("assistant", ask(asked).text))
         if readied:
-            llm.ready_follow_up((system, *answered))
+            llm.prefill((system, *answered, ChatMessage("user", "")))
         return ask(*answered, ChatMessage("user", "And of Spain?"))
 
     plain = follow_up("What is the capital of Italy?", readied=False)
@@ -92,6 +92,16 @@ def test_a_readied_follow_up_finds_the_opening_of_its_message_cached_and_is_answ
     # The same follow-up words; readied, the template's opening of the message was already evaluated.
     assert plain.prompt_tokens - plain.cached_tokens - (readied.prompt_tokens - readied.cached_tokens) >= 3
     assert "madrid" in readied.text.lower() and "madrid" in plain.text.lower()
+
+
+def test_a_question_prefilled_while_spoken_finds_its_opening_cached_and_is_answered_as_usual():
+    llm, system, ask = _conversing()
+    plain = ask(ChatMessage("user", "What is the capital of Italy?"))
+    llm.prefill((system, ChatMessage("user", "What is the capital")))
+    prefilled = ask(ChatMessage("user", "What is the capital of Spain?"))
+    # The same number of question words; prefilled, its first four were already evaluated.
+    assert prefilled.cached_tokens - plain.cached_tokens >= 4
+    assert "rome" in plain.text.lower() and "madrid" in prefilled.text.lower()
 
 
 def test_a_more_urgent_reply_goes_first_and_the_one_that_stepped_aside_reads_as_if_it_had_not():

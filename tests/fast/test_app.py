@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from voxgate.api.app import create_app
 from voxgate.catalog import Role
 from voxgate.config import Settings, SpeechToTextSettings
-from voxgate.engines.base import ChatRequest, ChatResult, Readings, SpeechChunk, Transcription
+from voxgate.engines.base import ChatMessage, ChatRequest, ChatResult, Readings, SpeechChunk, Transcription
 from voxgate.registry import Registry
 from voxgate.scheduler import current_deadline
 
@@ -48,6 +48,10 @@ class FakeLLM:
 
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
+        self.prefilled: list[tuple[ChatMessage, ...]] = []
+
+    def prefill(self, messages: tuple[ChatMessage, ...]) -> None:
+        self.prefilled.append(messages)
 
     def generate(self, request: ChatRequest, on_delta=None) -> ChatResult:
         self.requests.append(request)
@@ -282,6 +286,20 @@ def test_a_spoken_turns_first_audio_work_is_due_when_the_user_stopped_talking(cl
     assert kinds.count("audio") == 2, kinds  # "You said what did I say." + "I was given 2 messages."
     heard, spoken = app.state.models.fakes[Role.STT].deadlines, app.state.models.fakes[Role.TTS].deadlines
     assert spoken[0] == heard[0]
+
+
+def test_the_words_of_a_question_still_being_spoken_are_prefilled(client, app):
+    """Past a second of speech, the words heard so far (less the last, which may be cut off)
+    are evaluated into the LLM's cache as the question of the prompt the turn will have."""
+    with client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        start_text_session(ws)
+        for frame in [SILENCE] * 15 + question_frames() * 2 + [SILENCE] * 75:  # 1.6 s of speech
+            ws.send_bytes(frame)
+        receive_until(ws)
+    fake = llm(app)
+    asked = fake.requests[-1].messages
+    assert fake.prefilled[0] == (*asked[:-1], ChatMessage("user", "what did I")), fake.prefilled
+    assert asked[-1] == ChatMessage("user", "what did I say")
 
 
 def answer_slowly(app, monkeypatch) -> None:

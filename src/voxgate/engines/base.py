@@ -108,11 +108,13 @@ class HearsAlternatives(Protocol):
 
 
 @runtime_checkable
-class ReadiesFollowUps(Protocol):
-    """A chat model that can prepare, while idle, for a conversation's next message."""
+class Prefills(Protocol):
+    """A chat model that can evaluate, while idle, what is known of a request before it is
+    made: after a reply, the opening of the user's next message; while the user speaks,
+    the words they have said so far."""
 
-    def ready_follow_up(self, conversation: tuple[ChatMessage, ...]) -> None:
-        """`conversation` has just been answered (its last message is the reply)."""
+    def prefill(self, messages: tuple[ChatMessage, ...]) -> None:
+        """`messages` end with a user message, whole or begun."""
         ...
 
 

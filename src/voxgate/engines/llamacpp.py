@@ -8,9 +8,10 @@ longest prefix, and with a common system prompt that is any slot, often one whos
 conversation is still going, which then evaluates its whole history again.
 """
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from itertools import takewhile
@@ -41,9 +42,7 @@ class SlotTable:
         with self._lock:
             idle = [slot for slot, running in enumerate(self._running) if not running]
             if idle:
-                shared = {slot: _shared_prefix(self._held[slot], messages) for slot in idle}
-                best = max(idle, key=lambda slot: (shared[slot], -self._used[slot]))
-                slot = best if shared[best] > 1 else min(idle, key=self._used.__getitem__)
+                slot = self._fitting(messages, idle)
             else:  # more callers than slots: llama.cpp queues the request for the least loaded one
                 slot = min(range(len(self._running)), key=lambda slot: (self._running[slot], self._used[slot]))
             self._running[slot] += 1
@@ -57,20 +56,31 @@ class SlotTable:
     def __len__(self) -> int:
         return len(self._held)
 
-    def resting(self, conversation: tuple[ChatMessage, ...]) -> int | None:
-        """The slot holding `conversation`, if no request runs in any slot (work done for
-        it then delays nobody); else None."""
+    def resting(self, messages: tuple[ChatMessage, ...]) -> int | None:
+        """The slot a request for `messages` would take, if no request runs in any slot
+        (work done for it then delays nobody); else None."""
         with self._lock:
-            if any(self._running):
-                return None
-            shared = [_shared_prefix(held, conversation) for held in self._held]
-            slot = max(range(len(shared)), key=shared.__getitem__)
-            return slot if shared[slot] > 1 else None
+            return None if any(self._running) else self._fitting(messages, range(len(self._held)))
+
+    def hold(self, slot: int, held: tuple[ChatMessage, ...]) -> None:
+        """`slot`'s cache now holds `held` (evaluated without a request of its own)."""
+        with self._lock:
+            self._held[slot], self._used[slot] = held, time.monotonic()
+
+    def _fitting(self, messages: tuple[ChatMessage, ...], idle: Iterable[int]) -> int:
+        shared = {slot: _shared(self._held[slot], messages) for slot in idle}
+        best = max(shared, key=lambda slot: (shared[slot], -self._used[slot]))
+        return best if shared[best] > (1, 0) else min(shared, key=self._used.__getitem__)
 
 
-def _shared_prefix(a: tuple[ChatMessage, ...], b: tuple[ChatMessage, ...]) -> int:
-    """How many leading messages `a` and `b` have in common."""
-    return sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(a, b, strict=False)))
+def _shared(held: tuple[ChatMessage, ...], messages: tuple[ChatMessage, ...]) -> tuple[int, int]:
+    """How much of `messages` a slot holding `held` has cached: the leading messages they
+    have in common, then, when `held` ends in the opening of the next one (a question
+    evaluated while it was being spoken), the characters they share."""
+    same = sum(1 for _ in takewhile(lambda pair: pair[0] == pair[1], zip(held, messages, strict=False)))
+    if same == len(held) - 1 and same < len(messages) and held[same].role == messages[same].role:
+        return same, len(os.path.commonprefix([held[same].content, messages[same].content]))
+    return same, 0
 
 
 class LlamaCppLLM:
@@ -180,25 +190,27 @@ class LlamaCppLLM:
             raise error
         return finish_reason, usage
 
-    def ready_follow_up(self, conversation: tuple[ChatMessage, ...]) -> None:
-        """While the model is idle, evaluate the opening of the user's next message into the
-        slot holding `conversation` (~5 tokens: ~70 ms its next turn does not wait for)."""
-        if (slot := self._slots.resting(conversation)) is not None:
-            self._open_user_message(conversation, slot)
+    def prefill(self, messages: tuple[ChatMessage, ...]) -> None:
+        """If no request runs, evaluate `messages` into the slot a request continuing them
+        would take: that request then evaluates only what follows."""
+        if (slot := self._slots.resting(messages)) is not None:
+            self._evaluate(messages, slot)
+            self._slots.hold(slot, messages)
 
     def warm_up(self) -> None:
-        """llama.cpp already ran a warm-up decode while loading; this puts `prefix` into
-        every slot's cache (all at once: one batch)."""
+        """llama.cpp already ran a warm-up decode while loading; this puts `prefix` and the
+        opening of a user message into every slot's cache (all at once: one batch)."""
         if not self._prefix:
             return
+        opening = (*self._prefix, ChatMessage("user", ""))
         with ThreadPoolExecutor(len(self._slots)) as pool:
-            list(pool.map(lambda slot: self._open_user_message(self._prefix, slot), range(len(self._slots))))
+            list(pool.map(lambda slot: self._evaluate(opening, slot), range(len(self._slots))))
 
-    def _open_user_message(self, conversation: tuple[ChatMessage, ...], slot: int) -> None:
-        """Cache `conversation` and the template's opening of a user message after it in
-        `slot` (an empty message without the generation prompt: what comes next is unknown)."""
-        opening = ChatRequest((*conversation, ChatMessage("user", "")), max_tokens=1, temperature=0.0)
-        body = {**request_body(opening), "add_generation_prompt": False, "cache_prompt": True, "id_slot": slot}
+    def _evaluate(self, messages: tuple[ChatMessage, ...], slot: int) -> None:
+        """Cache `messages` in `slot`, the last (a user message) left open: without the
+        generation prompt, since what comes next is not known yet."""
+        request = ChatRequest(messages, max_tokens=1, temperature=0.0)
+        body = {**request_body(request), "add_generation_prompt": False, "cache_prompt": True, "id_slot": slot}
         self._server.handle_chat_completions(body, lambda _: False)
 
 
