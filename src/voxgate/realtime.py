@@ -521,7 +521,11 @@ class RealtimeSession:
         readings = await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT)
         if second is None or not in_doubt(readings):
             return readings
-        return await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT, model=second)
+        try:
+            return await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT, model=second)
+        except Exception:  # not pulled, or it failed to load: the default model's readings stand
+            log.exception("no second opinion from %s", second)
+            return readings
 
     async def _barge_in(self) -> None:
         overlap, self._overlap = self._overlap, None

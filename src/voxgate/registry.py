@@ -180,7 +180,8 @@ class Registry:
         return self._loaded.drop(name)
 
     def unload_idle(self) -> list[str]:
-        """Unload models that are not a default, not in use, and idle past the timeout."""
+        """Unload models that are not a default (nor the second opinion), not in use, and idle
+        past the timeout."""
         timeout = self.settings.idle_unload_seconds
         kept = {*self.defaults.values(), *filter(None, [self.second_opinion])}
         return self._loaded.drop_idle(timeout, kept) if timeout else []

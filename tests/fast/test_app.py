@@ -430,3 +430,28 @@ def test_short_speech_heard_unsure_as_words_is_heard_again_by_the_second_opinion
     assert registry.second.asked == (not sure and bool(second_opinion))
     if not interrupted:
         assert log[-1]["reply"] == "You said Hello. I was given 2 messages."
+
+
+class UnpulledSecondOpinion(DoubtingRegistry):
+    def _open(self, role: Role, name: str):
+        if name == self.second_opinion:
+            raise FileNotFoundError(f"{name} is not in the cache")
+        return super()._open(role, name)
+
+
+def test_a_second_opinion_that_cannot_load_leaves_the_default_models_verdict(tmp_path, monkeypatch):
+    """Not pulled: the server still gets ready, and doubted words over a reply interrupt it
+    as they would without a second opinion; the session goes on to answer them."""
+    app = create_app(settings_in(tmp_path))
+    app.state.models = UnpulledSecondOpinion(app.state.settings, sure=False)
+    answer_slowly(app, monkeypatch)
+    with serving(app) as client, client.websocket_connect("/v1/realtime", subprotocols=["voxgate"]) as ws:
+        start_text_session(ws)
+        ws.send_json({"type": "input.text", "text": "Hello."})
+        assert ws.receive_json()["type"] == "text"
+        for frame in [SILENCE] * 5 + question_frames() + [SILENCE] * 50:
+            ws.send_bytes(frame)
+        log = receive_until(ws)
+    kinds = [m["type"] for m in log]
+    assert "interrupted" in kinds and "error" not in kinds, kinds
+    assert log[-1]["transcript"] == "what did I say"
