@@ -25,7 +25,11 @@ from voxgate.engines.base import Readings, Segment, Transcription
 
 RATE = 16_000
 FITTED_MAX_SECONDS = 20.0
-FITTED_MIN_SECONDS = 1.2  # a lone "okay" in a fitted window is heard "okay okay okay ..."
+# A lone "okay" in a fitted window is heard "okay okay okay ...". Piper's short phrases with
+# a realtime turn's silence around them (1.0-1.2 s): 59 / 60 heard exactly, fitted or (when
+# it looped) in the 30 s window, against 58 / 60 in the window alone; at 1.2 a short question
+# such as "What do bees make?" (0.9 s said) often fell to the window (~470 ms, not ~110).
+FITTED_MIN_SECONDS = 1.0
 # ~4 words a second is fast speech, ~1.3 tokens a word, and a pair of timestamps a sentence.
 _MAX_TOKENS_PER_SECOND = 8
 _TAIL_FRAMES = 100  # 1 s of silence after the speech: room for the model to place the end
@@ -83,7 +87,7 @@ class WhisperSTT:
         speech = collect_chunks(samples, speech_chunks)[0][0]
         seconds = len(speech) / RATE
         features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))
-        tokenizer = Tokenizer(self._model.hf_tokenizer, False, task="transcribe", language="en")
+        tokenizer = self._tokenizer("en")
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
         result = self._decode(features, _opening(tokenizer, prompt), seconds, beam_size=1, **sampling)
         tokens = result.sequences_ids[0]
@@ -114,12 +118,7 @@ class WhisperSTT:
         if not speech_chunks:
             return Readings()
         speech = collect_chunks(samples, speech_chunks)[0][0]
-        tokenizer = Tokenizer(
-            self._model.hf_tokenizer,
-            self.multilingual,
-            task="transcribe",
-            language=language if self.multilingual else "en",
-        )
+        tokenizer = self._tokenizer(language)
         result = self._decode(
             pad_or_trim(self._model.feature_extractor(speech)),
             [*_opening(tokenizer, prompt), tokenizer.no_timestamps],
@@ -138,6 +137,14 @@ class WhisperSTT:
         )
         return Readings(tuple(dict.fromkeys(text for text in close if text)), sure)
 
+    def _tokenizer(self, language: str | None) -> Tokenizer:
+        return Tokenizer(
+            self._model.hf_tokenizer,
+            self.multilingual,
+            task="transcribe",
+            language=language if self.multilingual else "en",
+        )
+
     def _decode(
         self, features: np.ndarray, start: list[int], seconds: float, **options
     ) -> ctranslate2.models.WhisperGenerationResult:
@@ -152,11 +159,14 @@ class WhisperSTT:
         )[0]
 
     def warm_up(self) -> None:
-        # A short chirp, through both paths, so the decoder really runs once.
+        # A second of a chirp, decoded greedily and with the beam, straight to the model (the
+        # VAD would drop it as not speech): the first question is then not a cold decode.
         t = np.linspace(0, 1, RATE, dtype=np.float32)
-        chirp = 0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t)
-        self._model.transcribe(chirp, language="en", beam_size=1)
-        self._fitted(chirp, None, 0.0)
+        features = pad_or_trim(self._model.feature_extractor(0.1 * np.sin(2 * np.pi * (200 + 400 * t) * t)))
+        tokenizer = self._tokenizer("en")
+        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        self._decode(features, start, 0.2, beam_size=1)
+        self._decode(features, start, 0.2, beam_size=ALTERNATIVE_READINGS, num_hypotheses=ALTERNATIVE_READINGS)
 
 
 def _opening(tokenizer: Tokenizer, prompt: str | None) -> list[int]:
