@@ -11,7 +11,7 @@ with a key from `voxgate users add`, a fresh data dir, greedy answers):
   pause        "What is the capital of" + 700 ms + "France?": cut or not
   echo         the reply played back into the microphone at -12 dB: interrupted or not
   interrupt    "Stop. What is two plus two?" 1 s into a long reply: how fast it stops
-  backchannel  "Mm-hmm." / "Okay." 1 s into a long reply: interrupted or not
+  backchannel  "Mm-hmm." / "Okay." 1 s into a long reply, 5 takes of each: how many interrupted it
   openai       `single` through the OpenAI Realtime API protocol (semantic_vad = voxgate's smart
                turn detection; audio in as input_audio_buffer.append, out as
                response.output_audio.delta): what the compatibility layer costs
@@ -66,6 +66,9 @@ ECHO_GAIN = 10 ** (-12 / 20)  # -12 dB: the speaker next to the microphone
 ECHO_CAP = 20.0  # s of reply played back before the echo sample stops listening
 BARGE_WINDOW = 8.0  # s after an interruption's speech ends to wait for `interrupted`
 BACKCHANNEL_WINDOW = 4.0  # s after "mm-hmm" ends to wait for `interrupted`
+# Piper says a phrase a little differently each time, and Whisper hears some takes of
+# "Mm-hmm." as words: several takes make the case a rate, not one take's luck.
+BACKCHANNEL_TAKES = 5
 STAGGER = 0.7  # s between the four sessions' first questions
 SESSION_START = {"type": "session.start", "reply_as": "voice", "input_format": "pcm16", "sample_rate": RATE}
 
@@ -121,8 +124,11 @@ DEFINITIONS = {
     "while the speech over it was heard and judged",
     "backchannel_interrupted": f"`interrupted` arrived within {BACKCHANNEL_WINDOW:.0f} s after the "
     "acknowledgement's speech ended",
+    "backchannel_ignored": f"share of the backchannel samples ({BACKCHANNEL_TAKES} Piper takes of each phrase, "
+    "each said over its own reply) that did not interrupt the reply",
     "speech_over_replies": "how the server heard and judged each short speech over a reply (its log lines: "
-    "Whisper's close readings, back-channel or interruption)",
+    "Whisper's close readings; when it was unsure, a line naming the second opinion asked before the readings "
+    "that decided; back-channel or interruption)",
     "event times": "raw samples list every server message as [ms since the session's socket opened, type, detail]",
 }
 TARGETS = {
@@ -134,6 +140,7 @@ TARGETS = {
     "pause_cut": False,
     "echo_interrupted": False,
     "interrupt_stop_ms": 300,
+    "backchannel_ignored": 0.9,
 }
 
 
@@ -194,7 +201,7 @@ def synthesize(console: Console) -> dict:
             "echo": clip(ECHO_QUESTION, [say(ECHO_QUESTION)]),
             "story": clip(STORY, [say(STORY)]),
             "interruption": clip(INTERRUPTION, [say(INTERRUPTION)], lead_in=0),
-            "backchannels": [clip(b, [say(b)], lead_in=0) for b in BACKCHANNELS],
+            "backchannels": [clip(b, [say(b)], lead_in=0) for _ in range(BACKCHANNEL_TAKES) for b in BACKCHANNELS],
         }
     return clips
 
@@ -885,17 +892,16 @@ async def case_interrupt(b: Bench) -> dict:
 
 
 async def case_backchannel(b: Bench) -> dict:
-    repeats = 2 if b.quick else 3
+    takes = b.clips["backchannels"][: len(BACKCHANNELS) if b.quick else None]
     samples = []
-    for i in range(repeats):
-        words = b.clips["backchannels"][i % len(BACKCHANNELS)]
+    for i, words in enumerate(takes):
         sample = await guarded(
             talk_over(b, words, BACKCHANNEL_WINDOW), ANSWER_TIMEOUT + 40, {"said": words.text, "outcome": "failed"}
         )
         sample["interrupted"] = sample.get("outcome") == "interrupted"
         samples.append(sample)
         b.console.print(
-            f"  backchannel {i + 1}/{repeats} ({words.text}): {sample.get('outcome')} "
+            f"  backchannel {i + 1}/{len(takes)} ({words.text}): {sample.get('outcome')} "
             f"paused={sample.get('paused_ms')} ms resumed={sample.get('resumed')} held={sample.get('held_ms')} ms "
             f"{sample.get('error') or ''}"
         )
@@ -905,6 +911,7 @@ async def case_backchannel(b: Bench) -> dict:
             "resumed": sum(s.get("resumed", False) for s in samples),
             "held_ms": [s["held_ms"] for s in samples if s.get("held_ms") is not None],
             "interrupted": sum(s["interrupted"] for s in samples),
+            "ignored": round(1 - sum(s["interrupted"] for s in samples) / len(samples), 3),
             "n": len(samples),
         },
         "samples": samples,
@@ -1113,10 +1120,11 @@ def show(results: dict, console: Console) -> dict:
         row(
             "backchannel",
             "outcomes",
-            "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s["outcomes"].items()),
-            "not interrupted",
+            f"{s['n'] - s['interrupted']} of {s['n']} not interrupted; "
+            + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in s["outcomes"].items()),
+            f"≥ {TARGETS['backchannel_ignored']:.0%} not interrupted",
             "backchannel",
-            s["interrupted"] == 0,
+            s["ignored"] >= TARGETS["backchannel_ignored"],
         )
     for name, r in results.items():
         if isinstance(r, dict) and r.get("error") and not r.get("summary"):
@@ -1148,7 +1156,7 @@ def main() -> None:
         results = asyncio.run(run_cases(bench, cases))
         load["end"] = os.getloadavg()
         problems = server_log_problems(Path(tmp))
-        judged = [line[:300] for line in server_log(Path(tmp)) if "speech over the reply heard as" in line]
+        judged = [line[:300] for line in server_log(Path(tmp)) if "speech over the reply" in line]
     met = show(results, console)
     report = {
         "timestamp": datetime.now(UTC).isoformat(),
@@ -1179,9 +1187,9 @@ def main() -> None:
                 clips["echo"],
                 clips["story"],
                 clips["interruption"],
-                *clips["backchannels"],
             ]
         },
+        "backchannel_takes": [[c.text, round(c.voiced_seconds, 3)] for c in clips["backchannels"]],
         "definitions": DEFINITIONS,
         "targets": TARGETS,
         "targets_met": met,

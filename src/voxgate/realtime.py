@@ -521,6 +521,7 @@ class RealtimeSession:
         readings = await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT)
         if second is None or not in_doubt(readings):
             return readings
+        log.info("speech over the reply: unsure of %r, asking %s", readings.texts, second)
         try:
             return await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT, model=second)
         except Exception:  # not pulled, or it failed to load: the default model's readings stand
