@@ -62,6 +62,13 @@ class HeardAs:
         return Transcription(self.readings[0] if self.readings else "", "en", len(samples) / 16_000)
 
 
+class Drafting(HeardAs):
+    def draft(self, samples, *, language=None):
+        from voxgate.engines.base import Transcription
+
+        return Transcription("In a", "en", len(samples) / 16_000)
+
+
 class HearingAlternatives(HeardAs):
     def alternatives(self, samples, *, language=None, prompt=None):
         from voxgate.engines.base import Readings
@@ -231,6 +238,20 @@ def test_short_speech_is_read_every_way_the_stt_can_say(stt, readings):
     heard = asyncio.run(pipeline.readings(DecodedAudio(np.zeros(8_000, np.float32), "pcm"), prompt="Mm-hmm."))
     pipeline.close()
     assert heard.texts == readings and heard.sure is not isinstance(stt, HearingAlternatives)
+
+
+@pytest.mark.parametrize(("stt", "heard"), [(Drafting("In a month."), "In a"), (HeardAs("In a month."), "In a month.")])
+def test_speech_still_being_said_is_drafted_where_the_stt_can_else_transcribed(stt, heard):
+    import numpy as np
+
+    from voxgate.audio import DecodedAudio
+    from voxgate.config import Settings
+    from voxgate.pipeline import Pipeline
+
+    pipeline = Pipeline(OneModel(stt=stt), Settings(warmup=False))
+    drafted = asyncio.run(pipeline.draft(DecodedAudio(np.zeros(8_000, np.float32), "pcm")))
+    pipeline.close()
+    assert drafted.text == heard
 
 
 class DeadlineRecordingLLM:

@@ -26,6 +26,7 @@ from voxgate.engines.base import (
     ChatModel,
     ChatRequest,
     ChatResult,
+    Drafts,
     HearsAlternatives,
     Prefills,
     Readings,
@@ -133,6 +134,16 @@ class Pipeline:
             model,
             lambda stt: stt.transcribe(decoded.samples, language=language, prompt=prompt, temperature=temperature),
         )
+
+    async def draft(self, decoded: audio.DecodedAudio, *, language: str | None = None) -> Transcription:
+        """Words heard so far in speech still being said: quickly, maybe inexactly."""
+
+        def hear(stt: SpeechToText) -> Transcription:
+            if isinstance(stt, Drafts):
+                return stt.draft(decoded.samples, language=language)
+            return stt.transcribe(decoded.samples, language=language)
+
+        return await self.stt_lane.run(self._on, self.registry.use_stt, None, hear)
 
     async def readings(
         self,

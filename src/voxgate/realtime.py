@@ -639,7 +639,7 @@ class RealtimeSession:
         speech = audio.DecodedAudio(samples, "pcm")
         try:
             with due_at(math.inf):  # behind any work someone waits for
-                heard = await self.pipeline.transcribe(speech, language=self.options.language)
+                heard = await self.pipeline.draft(speech, language=self.options.language)
             words = heard.text.strip().rsplit(maxsplit=1)
             if len(words) < 2:
                 return

@@ -33,6 +33,7 @@ QUESTIONS = (
 SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over and over
 HUMMED = "Uh-huh."  # tiny.en is unsure what this is
 OBJECTION = "Oh no."  # sure, though its punctuation is not
+UNFINISHED = "Who wrote Romeo and Juliet?"  # its first 1.2 s never end in a fitted window
 
 
 def _path(name: str) -> Path:
@@ -54,7 +55,7 @@ def spoken() -> dict[str, np.ndarray]:
     voice = PiperVoice.load(_path("piper-en_US-joe-medium"))
     steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     said = {}
-    for text in (*QUESTIONS, *SHORT, HUMMED, OBJECTION):
+    for text in (*QUESTIONS, *SHORT, HUMMED, OBJECTION, UNFINISHED):
         chunks = list(voice.synthesize(text, syn_config=steady))
         pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.float32) / 32768
         speech = resample(pcm, chunks[0].sample_rate, RATE)
@@ -74,9 +75,8 @@ def test_a_single_word_is_heard_once(stt, spoken, word):
     assert words(stt.transcribe(spoken[word]).text) == words(word)
 
 
-def test_warming_up_really_decodes_greedily_and_with_the_beam():
-    """Else the first question pays for a cold decoder (~40 ms more for whisper-tiny here)."""
-    engine = WhisperSTT("whisper-tiny.en", _path("whisper-tiny.en"), workers=1)
+def _decodes(engine: WhisperSTT, monkeypatch) -> list[int]:
+    """The beam size of each decode the engine runs from now on."""
     model, beams = engine._model.model, []
 
     class Counting:
@@ -84,12 +84,30 @@ def test_warming_up_really_decodes_greedily_and_with_the_beam():
             return getattr(model, name)
 
         def generate(self, features, prompts, **options):
-            beams.append(options["beam_size"])
+            beams.append(options.get("beam_size", 1))
             return model.generate(features, prompts, **options)
 
-    engine._model.model = Counting()
+    monkeypatch.setattr(engine._model, "model", Counting())
+    return beams
+
+
+def test_warming_up_really_decodes_greedily_and_with_the_beam(monkeypatch):
+    """Else the first question pays for a cold decoder (~40 ms more for whisper-tiny here)."""
+    engine = WhisperSTT("whisper-tiny.en", _path("whisper-tiny.en"), workers=1)
+    beams = _decodes(engine, monkeypatch)
     engine.warm_up()
     assert sorted(beams) == [1, ALTERNATIVE_READINGS]
+
+
+def test_a_draft_of_speech_cut_off_mid_word_is_one_quick_decode(stt, spoken, monkeypatch):
+    """A transcript of it is heard again in the 30 s window (~500 ms); a draft is not."""
+    cut_off = spoken[UNFINISHED][RATE // 4 : RATE // 4 + RATE * 6 // 5]  # its first 1.2 s alone
+    decodes = _decodes(stt, monkeypatch)
+    stt.transcribe(cut_off)
+    assert len(decodes) > 1  # the fitted transcript was not trusted
+    decodes.clear()
+    assert words(stt.draft(cut_off).text)[:2] == ["who", "wrote"]
+    assert len(decodes) == 1
 
 
 def test_silence_is_heard_as_nothing(stt):

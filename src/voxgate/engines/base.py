@@ -108,6 +108,16 @@ class HearsAlternatives(Protocol):
 
 
 @runtime_checkable
+class Drafts(Protocol):
+    """A speech-to-text model with a quick, rough reading of speech still being said (cut
+    off mid-word): words for a head start, never worth its slow, careful path."""
+
+    def draft(self, samples: np.ndarray, *, language: str | None = None) -> Transcription:
+        """What it heard at first hearing, maybe inexact or unfinished."""
+        ...
+
+
+@runtime_checkable
 class Prefills(Protocol):
     """A chat model that can evaluate, while idle, what is known of a request before it is
     made: after a reply, the opening of the user's next message; while the user speaks,

@@ -59,8 +59,10 @@ class WhisperSTT:
     ) -> Transcription:
         if not self.multilingual:
             language = "en"
-            if len(samples) <= FITTED_MAX_SECONDS * RATE and (heard := self._fitted(samples, prompt, temperature)):
-                return heard
+            if FITTED_MIN_SECONDS * RATE <= len(samples) <= FITTED_MAX_SECONDS * RATE:
+                heard, trusted = self._fitted(samples, prompt, temperature)
+                if trusted:
+                    return heard
         # VAD drops silence before decoding: Whisper otherwise "hears" text in noise.
         segments, info = self._model.transcribe(
             samples,
@@ -74,16 +76,22 @@ class WhisperSTT:
         found = tuple(Segment(s.start, s.end, s.text.strip()) for s in segments)
         return Transcription(_joined(found), info.language, info.duration, found)
 
-    def _fitted(self, samples: np.ndarray, prompt: str | None, temperature: float) -> Transcription | None:
-        """English speech heard in a window fitted to it; None when that cannot be trusted
-        (audio under `FITTED_MIN_SECONDS`, or a transcript that repeats itself), and the 30 s
-        window must decide."""
+    def draft(self, samples: np.ndarray, *, language: str | None = None) -> Transcription:
+        """English speech heard once in a window fitted to it, trusted or not: speech cut off
+        mid-word often leaves the fitted transcript unfinished, and hearing it again in the
+        30 s window took ~550 ms instead of ~70 (3 of 20 Piper takes of a question's first
+        second)."""
+        if self.multilingual or len(samples) > FITTED_MAX_SECONDS * RATE:
+            return self.transcribe(samples, language=language)
+        return self._fitted(samples, None, 0.0)[0]
+
+    def _fitted(self, samples: np.ndarray, prompt: str | None, temperature: float) -> tuple[Transcription, bool]:
+        """English speech heard in a window fitted to it, and whether that can be trusted (not
+        when the transcript repeats itself or never ended: then the 30 s window must decide)."""
         duration = len(samples) / RATE
-        if duration < FITTED_MIN_SECONDS:
-            return None
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
-            return Transcription("", "en", duration)
+            return Transcription("", "en", duration), True
         speech = collect_chunks(samples, speech_chunks)[0][0]
         seconds = len(speech) / RATE
         features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))
@@ -100,12 +108,10 @@ class WhisperSTT:
         # A transcript the length bound cut off looped; one the model ended may have begun to.
         if (restarted := _until_restart(found, anywhere=not whole)) is not None:
             found = restarted
-        elif not whole:
-            return None  # it never stopped, and not by starting over: let the 30 s window decide
         text = _joined(found)
-        if _repeats_itself(text):
-            return None
-        return Transcription(text, "en", duration, found)
+        # Not to be trusted: one that never stopped (and not by starting over), or loops.
+        trusted = (whole or restarted is not None) and not _repeats_itself(text)
+        return Transcription(text, "en", duration, found), trusted
 
     def alternatives(self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None) -> Readings:
         """Short speech in the 30 s window, decoded with a beam of `ALTERNATIVE_READINGS`: the
