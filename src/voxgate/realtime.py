@@ -63,6 +63,7 @@ WENT_ON_SECONDS = 0.4
 # so most of the turn's prompt is evaluated by the time it ends (engine measurement, 60 % of
 # the question evaluated before: first token 227 -> 168 ms median).
 PREFILL_EVERY_MS = 1000
+OVERLAP_PREROLL_MS = 300
 _HEARD_ONSETS = frozenset(("in", "and", "then"))  # heard before a hummed "mm-hmm" (is_backchannel)
 # Whisper hears a lone "mm-hmm" as anything ("in a month") unless it expects one.
 _BACKCHANNEL_PROMPT = "Mm-hmm. Uh-huh. Yeah. Okay. Right."
@@ -483,7 +484,8 @@ class RealtimeSession:
         overlap, options = self._overlap, self.options
         if overlap is None:  # the reply ended meanwhile: nothing to talk over
             return
-        heard = self.detector.utterance()
+        # Before speech over a reply comes its echo: only a little of that is heard with it.
+        heard = self.detector.utterance(preroll_ms=OVERLAP_PREROLL_MS)
         if options.echo == "ignore" and (paused or len(heard) - overlap.checked >= ECHO_CHECK_EVERY):
             overlap.checked = len(heard)
             overlap.echo = await asyncio.to_thread(self.echo.is_echo, heard[-RATE:], unplayed=self._unplayed())

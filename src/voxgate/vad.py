@@ -27,7 +27,10 @@ class SpeechDetector:
         relook_ms: int | None = None,
         end_ms: int = 2000,
         min_speech_ms: int = 120,
-        preroll_ms: int = 300,
+        # Silero said "start" up to ~700 ms into a question's first word ("What do bees
+        # make?" heard "do bees make."; 17 of 288 turns of bench/realtime.py began over 350 ms
+        # late): that much audio from before the start is kept.
+        preroll_ms: int = 800,
         max_seconds: float = 60.0,
     ):
         self.threshold = threshold
@@ -43,6 +46,7 @@ class SpeechDetector:
         self._previous = np.zeros(FRAME, np.float32)  # context for the next frame's score
         self._frames: list[np.ndarray] = []  # pre-roll while silent, the utterance while speaking
         self._voiced = self._quiet = 0
+        self._lead = 0  # frames of pre-roll before the current utterance's speech
         self._paused = False
         self.voiced_frames = 0  # frames of speech in the current utterance
         self.at_pause = np.zeros(0, np.float32)  # the utterance as it was at its latest pause
@@ -57,9 +61,12 @@ class SpeechDetector:
     def speech_ms(self) -> float:
         return self.voiced_frames * FRAME_MS
 
-    def utterance(self) -> np.ndarray:
-        """The current utterance so far, pre-roll included (a copy)."""
-        return np.concatenate(self._frames) if self._frames else np.zeros(0, np.float32)
+    def utterance(self, preroll_ms: float | None = None) -> np.ndarray:
+        """The current utterance so far with its pre-roll, or with only `preroll_ms` of it (a copy)."""
+        frames = self._frames
+        if preroll_ms is not None:
+            frames = frames[max(0, self._lead - round(preroll_ms / FRAME_MS)) :]
+        return np.concatenate(frames) if frames else np.zeros(0, np.float32)
 
     def finish(self) -> None:
         """End the current utterance now (the turn is over): what comes next is new speech."""
@@ -67,7 +74,7 @@ class SpeechDetector:
 
     def _reset(self) -> None:
         self.speaking = self._paused = False
-        self._voiced = self._quiet = self.voiced_frames = 0
+        self._voiced = self._quiet = self.voiced_frames = self._lead = 0
         self._frames = []
 
     def feed(self, samples: np.ndarray) -> list[str]:
@@ -86,6 +93,7 @@ class SpeechDetector:
                 self._voiced = self._voiced + 1 if score >= self.threshold else 0
                 if self._voiced >= self._speech_frames:
                     self.speaking, self._quiet, self.voiced_frames = True, 0, self._voiced
+                    self._lead = len(self._frames) - self._voiced
                     events.append("start")
                 else:
                     del self._frames[: -self._preroll_frames - self._speech_frames]

@@ -25,11 +25,11 @@ from voxgate.engines.base import Readings, Segment, Transcription
 
 RATE = 16_000
 FITTED_MAX_SECONDS = 20.0
-# A lone "okay" in a fitted window is heard "okay okay okay ...". Piper's short phrases with
-# a realtime turn's silence around them (1.0-1.2 s): 59 / 60 heard exactly, fitted or (when
-# it looped) in the 30 s window, against 58 / 60 in the window alone; at 1.2 a short question
-# such as "What do bees make?" (0.9 s said) often fell to the window (~470 ms, not ~110).
-FITTED_MIN_SECONDS = 1.0
+# Less speech than this (as the VAD cuts it, with up to 0.4 s of its edges) is heard in the
+# 30 s window. In a fitted one Piper's lone words looped ("Really... Really...", "okay okay
+# okay") and "Go on." was heard "Go 1" (0.55-0.95 s); short questions were heard right.
+# It counts speech, not audio: silence before it varies with the VAD and the client.
+FITTED_MIN_SECONDS = 1.2
 # ~4 words a second is fast speech, ~1.3 tokens a word, and a pair of timestamps a sentence.
 _MAX_TOKENS_PER_SECOND = 8
 _TAIL_FRAMES = 100  # 1 s of silence after the speech: room for the model to place the end
@@ -59,8 +59,8 @@ class WhisperSTT:
     ) -> Transcription:
         if not self.multilingual:
             language = "en"
-            if FITTED_MIN_SECONDS * RATE <= len(samples) <= FITTED_MAX_SECONDS * RATE:
-                heard, trusted = self._fitted(samples, prompt, temperature)
+            if len(samples) <= FITTED_MAX_SECONDS * RATE:
+                heard, trusted = self._fitted(samples, prompt, temperature, shortest=FITTED_MIN_SECONDS)
                 if trusted:
                     return heard
         # VAD drops silence before decoding: Whisper otherwise "hears" text in noise.
@@ -85,15 +85,20 @@ class WhisperSTT:
             return self.transcribe(samples, language=language)
         return self._fitted(samples, None, 0.0)[0]
 
-    def _fitted(self, samples: np.ndarray, prompt: str | None, temperature: float) -> tuple[Transcription, bool]:
+    def _fitted(
+        self, samples: np.ndarray, prompt: str | None, temperature: float, *, shortest: float = 0.0
+    ) -> tuple[Transcription, bool]:
         """English speech heard in a window fitted to it, and whether that can be trusted (not
-        when the transcript repeats itself or never ended: then the 30 s window must decide)."""
+        when it is under `shortest` seconds, or its transcript repeats itself or never ended:
+        then the 30 s window must decide)."""
         duration = len(samples) / RATE
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
             return Transcription("", "en", duration), True
         speech = collect_chunks(samples, speech_chunks)[0][0]
         seconds = len(speech) / RATE
+        if seconds < shortest:
+            return Transcription("", "en", duration), False
         features = np.pad(self._model.feature_extractor(speech), ((0, 0), (0, _TAIL_FRAMES)))
         tokenizer = self._tokenizer("en")
         sampling = {"sampling_topk": 0, "sampling_temperature": temperature} if temperature else {}
