@@ -5,7 +5,7 @@ before and 200 ms after, like an utterance the realtime VAD hands over) are tran
 twice by the default Whisper (tiny.en), on one thread as the server runs it:
   window_30s   faster-whisper's transcribe (pads every utterance to 30 s), VAD filter on
   fitted       voxgate's WhisperSTT.transcribe: a window fitted to the speech, falling back
-               to 30 s for audio under 1.2 s or a transcript that runs away (engines/whisper.py)
+               to 30 s for speech under 1.2 s or a transcript that runs away (engines/whisper.py)
 Each question is heard whole, and again with its first 200 ms lost (as when the realtime VAD
 starts late: "is the largest planet."), where the fitted window's fallbacks used to show.
 Reported per model, path and clip set: word error rate (against the whole question), clips
