@@ -11,7 +11,7 @@ with a key from `voxgate users add`, a fresh data dir, greedy answers):
   pause        "What is the capital of" + 700 ms + "France?": cut or not
   echo         the reply played back into the microphone at -12 dB: interrupted or not
   interrupt    "Stop. What is two plus two?" 1 s into a long reply: how fast it stops
-  backchannel  "Mm-hmm." / "Okay." 1 s into a long reply, 5 takes of each: how many interrupted it
+  backchannel  "Mm-hmm." / "Okay." 1 s into a long reply, 10 takes of each: how many interrupted it
   openai       `single` through the OpenAI Realtime API protocol (semantic_vad = voxgate's smart
                turn detection; audio in as input_audio_buffer.append, out as
                response.output_audio.delta): what the compatibility layer costs
@@ -68,7 +68,7 @@ BARGE_WINDOW = 8.0  # s after an interruption's speech ends to wait for `interru
 BACKCHANNEL_WINDOW = 4.0  # s after "mm-hmm" ends to wait for `interrupted`
 # Piper says a phrase a little differently each time, and Whisper hears some takes of
 # "Mm-hmm." as words: several takes make the case a rate, not one take's luck.
-BACKCHANNEL_TAKES = 5
+BACKCHANNEL_TAKES = 10
 STAGGER = 0.7  # s between the four sessions' first questions
 SESSION_START = {"type": "session.start", "reply_as": "voice", "input_format": "pcm16", "sample_rate": RATE}
 

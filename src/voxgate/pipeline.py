@@ -160,7 +160,7 @@ class Pipeline:
             if isinstance(stt, HearsAlternatives):
                 return stt.alternatives(decoded.samples, language=language, prompt=prompt)
             heard = stt.transcribe(decoded.samples, language=language, prompt=prompt)
-            return Readings((heard.text,) if heard.text else ())
+            return Readings((heard.text,) if heard.text else (), language=heard.language)
 
         return await self.stt_lane.run(self._on, self.registry.use_stt, model, read)
 

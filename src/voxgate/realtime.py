@@ -524,6 +524,10 @@ class RealtimeSession:
         if second is None or not in_doubt(readings):
             return readings
         log.info("speech over the reply: unsure of %r, asking %s", readings.texts, second)
+        # In the language the default model heard, not one guessed from a lone hum. (Left
+        # without one, whisper-base took its one-reading path and heard "In a month." in 3 of
+        # 24 live "Mm-hmm."s that it hears right in English: bench/realtime.py, backchannel.)
+        language = language or readings.language
         try:
             return await self.pipeline.readings(speech, language=language, prompt=_BACKCHANNEL_PROMPT, model=second)
         except Exception:  # not pulled, or it failed to load: the default model's readings stand

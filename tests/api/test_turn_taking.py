@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from voxgate import audio
 
 RATE = 16_000
 FRAME = RATE // 50  # 20 ms
+HUM_HEARD_AS_WORDS = Path(__file__).parents[1] / "data" / "mm-hmm-heard-as-words.wav"
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +201,19 @@ def test_a_backchannel_does_not_interrupt_but_a_real_interruption_does(rt_server
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1]["text"] == interrupted["reply"]
     assert "paris" in answer["reply"].lower()
+
+
+def test_a_hum_the_default_model_hears_as_words_is_let_go_by_the_second_opinion(rt_server, say):
+    """whisper-tiny hears this "Mm-hmm." (as the server heard it in bench/realtime.py) as "In a
+    month.", unsure: whisper-base hears it again, in English, and the reply goes on."""
+    hum = audio.decode(HUM_HEARD_AS_WORDS.read_bytes(), max_seconds=5).samples
+    with session(rt_server) as mic:
+        mic.silence(0.3)
+        mic.play(say("Tell me a long story about a brave dragon and a wise old knight."))
+        mic.wait_for({"audio"})
+        mic.play(hum)
+        held = mic.wait_for({"output.resumed", "interrupted", "done"})
+        assert held["type"] == "output.resumed", mic.kinds()
 
 
 def test_four_sessions_at_once_all_get_answers(rt_server, say):

@@ -11,7 +11,7 @@ from faster_whisper.tokenizer import Tokenizer
 from piper import PiperVoice, SynthesisConfig
 
 from voxgate import model_files
-from voxgate.audio import resample
+from voxgate.audio import decode, resample
 from voxgate.catalog import CATALOG
 from voxgate.config import Settings
 from voxgate.engines.base import Segment
@@ -23,7 +23,7 @@ from voxgate.engines.whisper import (
     _segments,
     _until_restart,
 )
-from voxgate.realtime import _BACKCHANNEL_PROMPT, is_backchannel
+from voxgate.realtime import _BACKCHANNEL_PROMPT, acknowledges, is_backchannel
 
 QUESTIONS = (
     "What is the capital of France?",
@@ -32,8 +32,10 @@ QUESTIONS = (
 )
 SHORT = ("Okay.", "Right.", "Stop.")  # in a fitted window each was heard over and over
 HUMMED = "Uh-huh."  # tiny.en is unsure what this is
+HUMMED_APART = "Mm hmm."  # whisper-base, guessing its language, used to hear "Amen now."
 OBJECTION = "Oh no."  # sure, though its punctuation is not
 UNFINISHED = "Who wrote Romeo and Juliet?"  # its first 1.2 s never end in a fitted window
+HUM_HEARD_AS_WORDS = Path(__file__).parents[1] / "data" / "mm-hmm-heard-as-words.wav"
 
 
 def _path(name: str) -> Path:
@@ -49,13 +51,18 @@ def stt() -> WhisperSTT:
 
 
 @pytest.fixture(scope="module")
+def second_opinion() -> WhisperSTT:
+    return WhisperSTT("whisper-base", _path("whisper-base"), workers=1)
+
+
+@pytest.fixture(scope="module")
 def spoken() -> dict[str, np.ndarray]:
     """The questions in Piper's voice, without its random variation (noise scales 0), so
     every run hears the same audio."""
     voice = PiperVoice.load(_path("piper-en_US-joe-medium"))
     steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     said = {}
-    for text in (*QUESTIONS, *SHORT, HUMMED, OBJECTION, UNFINISHED):
+    for text in (*QUESTIONS, *SHORT, HUMMED, HUMMED_APART, OBJECTION, UNFINISHED):
         chunks = list(voice.synthesize(text, syn_config=steady))
         pcm = np.concatenate([c.audio_int16_array for c in chunks]).astype(np.float32) / 32768
         speech = resample(pcm, chunks[0].sample_rate, RATE)
@@ -123,6 +130,25 @@ def test_a_sure_reading_stands_alone_and_an_unsure_one_comes_with_its_close_riva
     assert readings.sure and len(readings.texts) == 1 and words(readings.texts[0]) == words(OBJECTION), readings
     readings = stt.alternatives(spoken[HUMMED], prompt=_BACKCHANNEL_PROMPT)
     assert not readings.sure and len(readings.texts) >= 2 and all(map(is_backchannel, readings.texts)), readings
+    assert readings.language == "en"  # an English-only model's, though none was asked for
+
+
+def test_a_hum_heard_as_words_alone_is_not_sure(stt, second_opinion):
+    """A Piper "Mm-hmm." as the server heard it over a reply (bench/realtime.py): whisper-tiny
+    hears "In a month." with no acknowledgement close, once sure enough to stop the reply.
+    It is unsure, so the second opinion is asked, and hears it right in the same language."""
+    hum = decode(HUM_HEARD_AS_WORDS.read_bytes(), max_seconds=5).samples
+    readings = stt.alternatives(hum, prompt=_BACKCHANNEL_PROMPT)
+    assert not readings.sure and not acknowledges(readings), readings
+    assert acknowledges(second_opinion.alternatives(hum, language=readings.language, prompt=_BACKCHANNEL_PROMPT))
+
+
+def test_a_multilingual_model_asked_in_no_language_detects_one_and_still_gives_rivals(spoken, second_opinion):
+    """whisper-base, the second opinion, as a session without a language asks it: it hears
+    a hum in the language it detects, with the same beam of readings as in a given one."""
+    readings = second_opinion.alternatives(spoken[HUMMED_APART], prompt=_BACKCHANNEL_PROMPT)
+    assert readings.language == "en" and acknowledges(readings), readings
+    assert readings == second_opinion.alternatives(spoken[HUMMED_APART], language="en", prompt=_BACKCHANNEL_PROMPT)
 
 
 def test_speech_after_a_long_silence_takes_the_long_path(stt, spoken):

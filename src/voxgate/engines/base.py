@@ -91,11 +91,13 @@ class ChatModel(Engine, Protocol):
 
 @dataclass(frozen=True)
 class Readings:
-    """What short speech may have said, best first (none: no speech). An unsure model gives
-    its close rivals with its best reading; `sure` says it had none worth giving."""
+    """What short speech may have said, best first (none: no speech), with any close rivals.
+    `sure`: the model would stake a reply on its best. `language`: the one they were heard
+    in, for another model to hear the speech in it too."""
 
     texts: tuple[str, ...] = ()
     sure: bool = True
+    language: str | None = None
 
 
 @runtime_checkable

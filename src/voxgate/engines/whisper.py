@@ -38,12 +38,15 @@ _LAST_WORD_SECONDS = 0.3  # less speech than this left cannot hold another segme
 # The silence faster-whisper's `vad_filter` cuts, so both paths hear the same speech.
 _VAD = VadOptions(min_silence_duration_ms=160)
 ALTERNATIVE_READINGS = 5
-# Readings are compared by mean log-probability a token. A best reading above
-# `SURE_ABOVE` stands alone; below it, readings within `ALTERNATIVE_WITHIN` of it were
-# heard too. Piper's hummed acknowledgements misheard as words ("In a month.", "Ow.")
-# scored -0.46 to -0.98, with the acknowledgement 0.07 to 0.42 behind; its "Hey." scored
-# -0.19 to -0.35, with "Okay." 0.18 to 0.7 behind.
-SURE_ABOVE = -0.4
+# Readings are compared by mean log-probability a token. A best reading above `SURE_ABOVE`
+# is sure. Below `RIVALS_BELOW`, readings within `ALTERNATIVE_WITHIN` of it were heard too;
+# between the two it stands alone, unsure. Piper's hummed acknowledgements misheard as words
+# ("In a month.", "Ow.") scored -0.46 to -0.98 offline, with the acknowledgement 0.07 to 0.42
+# behind; as the server heard them in bench/realtime.py, "In a month." scored -0.24 to -0.38
+# too, with no acknowledgement close. Short interruptions scored -0.02 to -0.35 (14 of 78
+# below -0.2: "No, no.", "Why?", "Hey."; "Hey." with "Okay." 0.4 to 2 behind).
+SURE_ABOVE = -0.2
+RIVALS_BELOW = -0.4
 ALTERNATIVE_WITHIN = 0.5
 
 
@@ -121,17 +124,19 @@ class WhisperSTT:
     def alternatives(self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None) -> Readings:
         """Short speech in the 30 s window, decoded with a beam of `ALTERNATIVE_READINGS`: the
         best reading, and when it is unsure, the others close to it. Whisper often hears a
-        hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement close behind."""
-        if self.multilingual and language is None:  # a language to decode in is needed first
-            heard = self.transcribe(samples, prompt=prompt)
-            return Readings((heard.text,) if heard.text else ())
+        hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement close behind.
+        A multilingual model given no language detects one first (its own transcription path,
+        greedy, hears one reading: whisper-base hears steady Piper "Mm-hmm."s as "M-M-M.")."""
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
             return Readings()
         speech = collect_chunks(samples, speech_chunks)[0][0]
+        features = pad_or_trim(self._model.feature_extractor(speech))
+        if self.multilingual and language is None:
+            language = self._model.detect_language(features=features)[0]
         tokenizer = self._tokenizer(language)
         result = self._decode(
-            pad_or_trim(self._model.feature_extractor(speech)),
+            features,
             [*_opening(tokenizer, prompt), tokenizer.no_timestamps],
             len(speech) / RATE,
             beam_size=ALTERNATIVE_READINGS,
@@ -139,14 +144,14 @@ class WhisperSTT:
             return_scores=True,
         )
         best = result.scores[0]
-        sure = best > SURE_ABOVE
-        floor = best if sure else best - ALTERNATIVE_WITHIN
+        floor = best - ALTERNATIVE_WITHIN if best <= RIVALS_BELOW else best
         close = (
             tokenizer.decode(ids).strip()
             for ids, score in zip(result.sequences_ids, result.scores, strict=True)
             if score >= floor
         )
-        return Readings(tuple(dict.fromkeys(text for text in close if text)), sure)
+        texts = tuple(dict.fromkeys(text for text in close if text))
+        return Readings(texts, best > SURE_ABOVE, tokenizer.language_code)
 
     def _tokenizer(self, language: str | None) -> Tokenizer:
         return Tokenizer(
