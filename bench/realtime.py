@@ -124,7 +124,7 @@ DEFINITIONS = {
     "while the speech over it was heard and judged",
     "backchannel_interrupted": f"`interrupted` arrived within {BACKCHANNEL_WINDOW:.0f} s after the "
     "acknowledgement's speech ended",
-    "backchannel_ignored": f"share of the backchannel samples ({BACKCHANNEL_TAKES} Piper takes of each phrase, "
+    "backchannel_ignored": "share of the backchannel samples (`backchannel_takes` Piper takes of each phrase, "
     "each said over its own reply) that did not interrupt the reply",
     "speech_over_replies": "how the server heard and judged each short speech over a reply (its log lines: "
     "Whisper's close readings; when it was unsure, a line naming the second opinion asked before the readings "
@@ -183,7 +183,7 @@ def clip(text: str, parts: list[np.ndarray], lead_in: int = LEAD_IN, gap_ms: int
     return Clip(text, np.concatenate(pieces).astype(np.float32), marks)
 
 
-def synthesize(console: Console) -> dict:
+def synthesize(console: Console, backchannel_takes: int = BACKCHANNEL_TAKES) -> dict:
     """Every utterance the benchmark says, spoken by Piper and resampled to 16 kHz."""
     from voxgate.engines.piper import PiperTTS
 
@@ -201,7 +201,7 @@ def synthesize(console: Console) -> dict:
             "echo": clip(ECHO_QUESTION, [say(ECHO_QUESTION)]),
             "story": clip(STORY, [say(STORY)]),
             "interruption": clip(INTERRUPTION, [say(INTERRUPTION)], lead_in=0),
-            "backchannels": [clip(b, [say(b)], lead_in=0) for _ in range(BACKCHANNEL_TAKES) for b in BACKCHANNELS],
+            "backchannels": [clip(b, [say(b)], lead_in=0) for _ in range(backchannel_takes) for b in BACKCHANNELS],
         }
     return clips
 
@@ -1137,6 +1137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--quick", action="store_true", help="fewer turns and repeats per case")
+    parser.add_argument("--takes", type=int, default=BACKCHANNEL_TAKES, help="Piper takes of each back-channel phrase")
     parser.add_argument(
         "--session", default="{}", help='extra session.start fields as JSON, e.g. \'{"turn_detection": "silence"}\''
     )
@@ -1148,7 +1149,7 @@ def main() -> None:
     if not console.is_terminal:  # piped into a log: keep the table's rows on one line
         console = Console(width=140)
     started = time.monotonic()
-    clips = synthesize(console)
+    clips = synthesize(console, args.takes)
     start = {**SESSION_START, **json.loads(args.session)}
     load = {"start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-") as tmp, serve(Path(tmp), console) as (url, key, env):
