@@ -123,10 +123,11 @@ class WhisperSTT:
 
     def alternatives(self, samples: np.ndarray, *, language: str | None = None, prompt: str | None = None) -> Readings:
         """Short speech in the 30 s window, decoded with a beam of `ALTERNATIVE_READINGS`: the
-        best reading, and when it is unsure, the others close to it. Whisper often hears a
-        hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement close behind.
-        A multilingual model given no language detects one first (its own transcription path,
-        greedy, hears one reading: whisper-base hears steady Piper "Mm-hmm."s as "M-M-M.")."""
+        best reading, and when it scores under `RIVALS_BELOW`, the others close to it. Whisper
+        often hears a hummed "mm-hmm" as words ("in a month"), unsure, with the acknowledgement
+        close behind. A multilingual model given no language detects one first (its own
+        transcription path, greedy, hears one reading: whisper-base hears steady Piper
+        "Mm-hmm."s as "M-M-M.")."""
         speech_chunks = get_speech_timestamps(samples, _VAD)
         if not speech_chunks:
             return Readings()
